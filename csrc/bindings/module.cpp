@@ -1,0 +1,105 @@
+// zengrad._cpu: the CPU kernels. Thin: the Python layer validates, these functions check
+// sizes once more, release the GIL and run the kernel.
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "cpu/conv2d.h"
+#include "cpu/cpu_features.h"
+#include "cpu/gemm/gemm.h"
+#include "cpu/threading.h"
+
+namespace zg {
+void bind_pool(py::module_& m);
+
+namespace {
+
+template <class T>
+void gemm_binding(const Array<T>& a, const Array<T>& b, Array<T>& out, bool trans_a, bool trans_b, double alpha,
+                  double beta) {
+  if (a.ndim() != 2 || b.ndim() != 2 || out.ndim() != 2) throw std::invalid_argument("gemm operands must be 2-D");
+  const long m = trans_a ? a.shape(1) : a.shape(0), k = trans_a ? a.shape(0) : a.shape(1);
+  const long kb = trans_b ? b.shape(1) : b.shape(0), n = trans_b ? b.shape(0) : b.shape(1);
+  if (k != kb || out.shape(0) != m || out.shape(1) != n) throw std::invalid_argument("gemm shapes do not agree");
+  const T* pa = a.data();
+  const T* pb = b.data();
+  T* pc = out_ptr<T>(out, m * n, "out");
+  const long lda = a.shape(1), ldb = b.shape(1);
+  py::gil_scoped_release release;
+  gemm<T>(trans_a, trans_b, m, n, k, T(alpha), pa, lda, pb, ldb, T(beta), pc, n);
+}
+
+template <class T>
+void conv2d_binding(const Array<T>& x, const Array<T>& w, const std::optional<Array<T>>& b, Array<T>& y,
+                    const py::tuple& geometry) {
+  const Window g = window_from(geometry);
+  if (w.ndim() != 4) throw std::invalid_argument("w must be 4-D");
+  const long o = w.shape(3);
+  const T* px = in_ptr<T>(x, g.n * g.h * g.w * g.c, "x");
+  const T* pw = in_ptr<T>(w, g.kh * g.kw * g.c * o, "w");
+  const T* pb = b ? in_ptr<T>(*b, o, "b") : nullptr;
+  T* py_ = out_ptr<T>(y, g.n * g.ho * g.wo * o, "y");
+  py::gil_scoped_release release;
+  conv2d_forward<T>(px, pw, pb, py_, o, g);
+}
+
+template <class T>
+void conv2d_backward_data_binding(const Array<T>& dy, const Array<T>& w, Array<T>& dx, const py::tuple& geometry) {
+  const Window g = window_from(geometry);
+  if (w.ndim() != 4) throw std::invalid_argument("w must be 4-D");
+  const long o = w.shape(3);
+  const T* pdy = in_ptr<T>(dy, g.n * g.ho * g.wo * o, "dy");
+  const T* pw = in_ptr<T>(w, g.kh * g.kw * g.c * o, "w");
+  T* pdx = out_ptr<T>(dx, g.n * g.h * g.w * g.c, "dx");
+  py::gil_scoped_release release;
+  conv2d_backward_data<T>(pdy, pw, pdx, o, g);
+}
+
+template <class T>
+void conv2d_backward_weight_binding(const Array<T>& x, const Array<T>& dy, Array<T>& dw, std::optional<Array<T>>& db,
+                                    const py::tuple& geometry) {
+  const Window g = window_from(geometry);
+  if (dw.ndim() != 4) throw std::invalid_argument("dw must be 4-D");
+  const long o = dw.shape(3);
+  const T* px = in_ptr<T>(x, g.n * g.h * g.w * g.c, "x");
+  const T* pdy = in_ptr<T>(dy, g.n * g.ho * g.wo * o, "dy");
+  T* pdw = out_ptr<T>(dw, g.kh * g.kw * g.c * o, "dw");
+  T* pdb = db ? out_ptr<T>(*db, o, "db") : nullptr;
+  py::gil_scoped_release release;
+  conv2d_backward_weight<T>(px, pdy, pdw, pdb, o, g);
+}
+
+template <class T>
+void bind_kernels(py::module_& m) {
+  m.def("gemm", &gemm_binding<T>, py::arg("a").noconvert(), py::arg("b").noconvert(), py::arg("out").noconvert(),
+        py::arg("trans_a"), py::arg("trans_b"), py::arg("alpha"), py::arg("beta"));
+  m.def("conv2d", &conv2d_binding<T>, py::arg("x").noconvert(), py::arg("w").noconvert(), py::arg("b").noconvert(),
+        py::arg("y").noconvert(), py::arg("geometry"));
+  m.def("conv2d_backward_data", &conv2d_backward_data_binding<T>, py::arg("dy").noconvert(),
+        py::arg("w").noconvert(), py::arg("dx").noconvert(), py::arg("geometry"));
+  m.def("conv2d_backward_weight", &conv2d_backward_weight_binding<T>, py::arg("x").noconvert(),
+        py::arg("dy").noconvert(), py::arg("dw").noconvert(), py::arg("db").noconvert(), py::arg("geometry"));
+}
+
+}  // namespace
+}  // namespace zg
+
+PYBIND11_MODULE(_cpu, m) {
+  namespace py = pybind11;
+  m.doc() = "zengrad's compiled CPU kernels (call them through zengrad.kernels)";
+  m.def("set_num_threads", &zg::set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &zg::num_threads);
+  m.def("simd_level", [] { return std::string(zg::simd_name(zg::simd_level())); });
+  m.def("supported_simd_levels", [] {
+    std::vector<std::string> names;
+    for (zg::Simd level : zg::supported_simd()) names.push_back(zg::simd_name(level));
+    return names;
+  });
+  m.def("set_simd_level", [](const std::string& name) { zg::set_simd_level(zg::parse_simd(name)); }, py::arg("name"));
+  zg::bind_kernels<float>(m);
+  zg::bind_kernels<double>(m);
+  zg::bind_pool(m);
+}

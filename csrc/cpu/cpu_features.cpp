@@ -1,0 +1,76 @@
+#include "cpu_features.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace zg {
+namespace {
+
+bool cpu_has(Simd level) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  // libgcc's checks include the OS's XSAVE support (XCR0) for the wide registers.
+  __builtin_cpu_init();
+  switch (level) {
+    case Simd::avx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+             __builtin_cpu_supports("fma");
+    case Simd::avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Simd::portable:
+      return true;
+  }
+  return false;
+#else
+  return level == Simd::portable;
+#endif
+}
+
+Simd initial_level() {
+  auto levels = supported_simd();
+  Simd best = levels.back();
+  if (const char* env = std::getenv("ZENGRAD_SIMD"); env && *env) {
+    Simd wanted = parse_simd(env);  // an unknown name is an error, not a silent fallback
+    if (cpu_has(wanted)) return wanted;
+  }
+  return best;
+}
+
+std::atomic<Simd>& current() {
+  static std::atomic<Simd> level{initial_level()};
+  return level;
+}
+
+}  // namespace
+
+const char* simd_name(Simd level) {
+  switch (level) {
+    case Simd::avx512: return "avx512";
+    case Simd::avx2: return "avx2";
+    case Simd::portable: return "portable";
+  }
+  return "?";
+}
+
+Simd parse_simd(const std::string& name) {
+  for (Simd level : {Simd::portable, Simd::avx2, Simd::avx512})
+    if (name == simd_name(level)) return level;
+  throw std::invalid_argument("unknown SIMD level '" + name + "'; known: portable, avx2, avx512");
+}
+
+std::vector<Simd> supported_simd() {
+  std::vector<Simd> levels;
+  for (Simd level : {Simd::portable, Simd::avx2, Simd::avx512})
+    if (cpu_has(level)) levels.push_back(level);
+  return levels;
+}
+
+Simd simd_level() { return current().load(std::memory_order_relaxed); }
+
+void set_simd_level(Simd level) {
+  if (!cpu_has(level))
+    throw std::invalid_argument(std::string("SIMD level '") + simd_name(level) + "' is not supported by this CPU");
+  current().store(level, std::memory_order_relaxed);
+}
+
+}  // namespace zg

@@ -1,0 +1,181 @@
+// The GEMM driver, BLIS style: C (m x n) = alpha * A (m x k) * B (k x n) + beta * C.
+//
+// Loops, outermost first: jc over n in steps of NC (B panel -> L3), pc over k in steps of KC,
+// pack B panel (shared by the team), ic over this thread's rows in steps of MC (A block -> L2,
+// packed privately), jr over NR-wide B micro-panels (-> L1), ir over MR-tall A micro-panels,
+// then the micro-kernel. Threads split C into a grid of rectangles, never the sum over k, so
+// every element is computed the same way whatever the team size (bit-identical results).
+//
+// A and B are "packers": objects that copy any block of their operand into the micro-kernel's
+// panel layout. A plain matrix is one packer; a convolution's implicit im2col is another, so
+// the convolutions reuse this driver without materialising their patch matrices.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "../threading.h"
+#include "microkernel.h"
+
+namespace zg {
+
+// A 64-byte-aligned scratch buffer that only grows, one per thread and slot: packing buffers
+// are reused across calls instead of being allocated (and page-faulted) each time.
+template <class T>
+T* scratch(int slot, std::size_t count) {
+  struct Buffer {
+    void* data = nullptr;
+    std::size_t bytes = 0;
+    ~Buffer() { std::free(data); }
+  };
+  thread_local Buffer buffers[4];
+  Buffer& buf = buffers[slot];
+  std::size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
+  if (bytes > buf.bytes) {
+    std::free(buf.data);
+    buf.data = std::aligned_alloc(64, bytes);
+    if (!buf.data) throw std::bad_alloc();
+    buf.bytes = bytes;
+  }
+  return static_cast<T*>(buf.data);
+}
+enum ScratchSlot { kSlotPackA = 0, kSlotPackB = 1, kSlotConv = 2 };
+
+// A matrix whose element (i, j) is data[i * rs + j * cs]: any transpose of a C-contiguous array.
+template <class T>
+struct StridedMatrix {
+  const T* data;
+  long rs, cs;
+
+  // Rows [i0, i0 + rows) x columns [p0, p0 + depth) as MR-row micro-panels, zero-filled past `rows`.
+  void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
+    for (long r0 = 0; r0 < rows; r0 += mr, dst += mr * depth) {
+      long height = std::min<long>(mr, rows - r0);
+      const T* src = data + (i0 + r0) * rs + p0 * cs;
+      for (long p = 0; p < depth; ++p) {
+        T* d = dst + p * mr;
+        for (long r = 0; r < height; ++r) d[r] = src[r * rs + p * cs];
+        for (long r = height; r < mr; ++r) d[r] = T(0);
+      }
+    }
+  }
+
+  // Rows [p0, p0 + depth) x columns [j0, j0 + cols) as NR-column micro-panels, zero-filled past `cols`.
+  void pack_b(T* dst, long p0, long depth, long j0, long cols, int nr) const {
+    for (long c0 = 0; c0 < cols; c0 += nr, dst += nr * depth) {
+      long width = std::min<long>(nr, cols - c0);
+      const T* src = data + p0 * rs + (j0 + c0) * cs;
+      for (long p = 0; p < depth; ++p) {
+        T* d = dst + p * nr;
+        const T* s = src + p * rs;
+        if (cs == 1) {
+          std::memcpy(d, s, width * sizeof(T));
+        } else {
+          for (long j = 0; j < width; ++j) d[j] = s[j * cs];
+        }
+        for (long j = width; j < nr; ++j) d[j] = T(0);
+      }
+    }
+  }
+};
+
+namespace detail {
+
+// Threads as a tm x tn grid over (A micro-panels, B micro-panels): the least work per thread.
+inline void choose_grid(int team, long m_panels, long n_panels, int* tm, int* tn) {
+  long best = -1;
+  for (int rows = team; rows >= 1; --rows) {
+    if (team % rows) continue;
+    int cols = team / rows;
+    long per_thread = (m_panels + rows - 1) / rows * ((n_panels + cols - 1) / cols);
+    if (best < 0 || per_thread < best) best = per_thread, *tm = rows, *tn = cols;
+  }
+}
+
+template <class T>
+void scale(long m, long n, T* c, long ldc, T beta) {
+  for (long i = 0; i < m; ++i)
+    for (long j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+}
+
+}  // namespace detail
+
+// Enough work (flops) to be worth waking another thread for.
+constexpr double kMinFlopsPerThread = 2e6;
+
+template <class T, class APacker, class BPacker>
+void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* c, long ldc, T alpha,
+                 T beta) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) return detail::scale(m, n, c, ldc, beta);
+  const MicroKernel<T>& uk = microkernel<T>();
+  const long MR = uk.mr, NR = uk.nr, MC = uk.mc, KC = uk.kc, NC = uk.nc;
+  const long m_panels = (m + MR - 1) / MR;
+  const long nc_max = std::min(n, NC);
+  T* bpack = scratch<T>(kSlotPackB, (nc_max + NR - 1) / NR * NR * std::min(k, KC));
+  Barrier barrier;
+
+  const double flops = 2.0 * m * n * k;
+  int max_team = static_cast<int>(std::clamp(flops / kMinFlopsPerThread, 1.0, 1024.0));
+
+  parallel(max_team, [&](int tid, int team) {
+    T* apack = scratch<T>(kSlotPackA, MC * std::min(k, KC));
+    alignas(64) T edge[16 * 64];  // one MR x NR tile for the partial tiles at the edges of C
+    for (long jc = 0; jc < n; jc += NC) {
+      const long nc = std::min(NC, n - jc), n_panels = (nc + NR - 1) / NR;
+      int tm = 1, tn = 1;
+      detail::choose_grid(team, m_panels, n_panels, &tm, &tn);
+      const auto [mp0, mp1] = split_range(m_panels, tid / tn, tm);
+      const auto [np0, np1] = split_range(n_panels, tid % tn, tn);
+      const long row0 = mp0 * MR, row1 = std::min(mp1 * MR, m);
+
+      for (long pc = 0; pc < k; pc += KC) {
+        const long kc = std::min(KC, k - pc);
+        const T beta_here = pc == 0 ? beta : T(1);
+        barrier.wait(team);  // nobody still reads the previous B panel
+        const auto [bp0, bp1] = split_range(n_panels, tid, team);
+        if (bp0 < bp1)
+          B.pack_b(bpack + bp0 * NR * kc, pc, kc, jc + bp0 * NR, std::min(nc, bp1 * NR) - bp0 * NR, NR);
+        barrier.wait(team);  // the whole B panel is packed
+
+        for (long ic = row0; ic < row1; ic += MC) {
+          const long mc = std::min(MC, row1 - ic);
+          A.pack_a(apack, ic, mc, pc, kc, MR);
+          for (long jp = np0; jp < np1; ++jp) {
+            const long j = jp * NR, width = std::min(NR, nc - j);
+            const T* bpanel = bpack + jp * NR * kc;
+            for (long ip = 0; ip * MR < mc; ++ip) {
+              const long height = std::min(MR, mc - ip * MR);
+              const T* apanel = apack + ip * MR * kc;
+              T* cij = c + (ic + ip * MR) * ldc + jc + j;
+              if (height == MR && width == NR) {
+                uk.fn(kc, apanel, bpanel, cij, ldc, alpha, beta_here);
+              } else {
+                uk.fn(kc, apanel, bpanel, edge, NR, T(1), T(0));
+                for (long r = 0; r < height; ++r)
+                  for (long q = 0; q < width; ++q) {
+                    T& out = cij[r * ldc + q];
+                    out = beta_here == T(0) ? alpha * edge[r * NR + q] : alpha * edge[r * NR + q] + beta_here * out;
+                  }
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// C = alpha * op(A) * op(B) + beta * C on row-major arrays; op(A) is m x k, op(B) k x n.
+template <class T>
+void gemm(bool trans_a, bool trans_b, long m, long n, long k, T alpha, const T* a, long lda, const T* b,
+          long ldb, T beta, T* c, long ldc) {
+  StridedMatrix<T> A{a, trans_a ? 1 : lda, trans_a ? lda : 1};
+  StridedMatrix<T> B{b, trans_b ? 1 : ldb, trans_b ? ldb : 1};
+  gemm_driver<T>(m, n, k, A, B, c, ldc, alpha, beta);
+}
+
+}  // namespace zg

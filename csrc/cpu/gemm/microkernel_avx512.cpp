@@ -1,0 +1,55 @@
+// AVX-512F micro-kernels: 32 zmm registers hold a 12 x 32 float (12 x 16 double) accumulator
+// block (24 registers) plus the two B vectors and the A broadcast.
+#include <immintrin.h>
+
+#include "microkernel.h"
+#include "microkernel_template.h"
+
+namespace zg {
+namespace {
+
+struct Zmm32 {
+  using T = float;
+  using reg = __m512;
+  static constexpr int width = 16;
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg load(const T* p) { return _mm512_load_ps(p); }
+  static reg loadu(const T* p) { return _mm512_loadu_ps(p); }
+  static void storeu(T* p, reg r) { _mm512_storeu_ps(p, r); }
+  static reg broadcast(T x) { return _mm512_set1_ps(x); }
+  static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+};
+
+struct Zmm64 {
+  using T = double;
+  using reg = __m512d;
+  static constexpr int width = 8;
+  static reg zero() { return _mm512_setzero_pd(); }
+  static reg load(const T* p) { return _mm512_load_pd(p); }
+  static reg loadu(const T* p) { return _mm512_loadu_pd(p); }
+  static void storeu(T* p, reg r) { _mm512_storeu_pd(p, r); }
+  static reg broadcast(T x) { return _mm512_set1_pd(x); }
+  static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
+  static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
+};
+
+void kernel_f32(long k, const float* a, const float* b, float* c, long ldc, float alpha, float beta) {
+  microkernel_body<Zmm32, 12, 2>(k, a, b, c, ldc, alpha, beta);
+}
+void kernel_f64(long k, const double* a, const double* b, double* c, long ldc, double alpha, double beta) {
+  microkernel_body<Zmm64, 12, 2>(k, a, b, c, ldc, alpha, beta);
+}
+
+}  // namespace
+
+const MicroKernel<float>& microkernel_avx512_f32() {
+  static const MicroKernel<float> table{kernel_f32, 12, 32, 480, 256, 4096};
+  return table;
+}
+const MicroKernel<double>& microkernel_avx512_f64() {
+  static const MicroKernel<double> table{kernel_f64, 12, 16, 240, 256, 2048};
+  return table;
+}
+
+}  // namespace zg

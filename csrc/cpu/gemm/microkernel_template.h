@@ -1,0 +1,54 @@
+// The micro-kernel body, written once over a vector type V. Included only by the per-ISA
+// translation units, each of which defines its V in an anonymous namespace, so that no inline
+// function compiled with wide-ISA flags can be shared with (and leak into) portable code.
+#pragma once
+
+namespace zg {
+namespace {
+
+// V provides: using T, reg; static constexpr int width; zero(), load(p), loadu(p), storeu(p, r),
+// broadcast(x), fma(a, b, c) = a * b + c, mul(a, b).
+template <class V, int MR, int NV>
+void microkernel_body(long k, const typename V::T* __restrict a, const typename V::T* __restrict b,
+                      typename V::T* __restrict c, long ldc, typename V::T alpha, typename V::T beta) {
+  constexpr int W = V::width, NR = NV * W;
+  typename V::reg acc[MR][NV];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+
+  for (long p = 0; p < k; ++p) {
+    typename V::reg bv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * W);
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) {
+      typename V::reg ar = V::broadcast(a[r]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
+    }
+    a += MR;
+    b += NR;
+  }
+
+  const typename V::reg va = V::broadcast(alpha);
+  if (beta == typename V::T(0)) {
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) V::storeu(c + r * ldc + v * W, V::mul(va, acc[r][v]));
+  } else {
+    const typename V::reg vb = V::broadcast(beta);
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        typename V::T* cp = c + r * ldc + v * W;
+        V::storeu(cp, V::fma(va, acc[r][v], V::mul(vb, V::loadu(cp))));
+      }
+  }
+}
+
+}  // namespace
+}  // namespace zg

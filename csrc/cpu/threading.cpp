@@ -1,0 +1,161 @@
+#include "threading.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define ZG_PAUSE() _mm_pause()
+#else
+#define ZG_PAUSE() ((void)0)
+#endif
+
+namespace zg {
+namespace {
+
+// Spin this many pause-iterations (a few microseconds) before sleeping: back-to-back regions
+// (the loops of one GEMM) then wake fast, but idle workers leave the cores to others.
+constexpr int kSpinIterations = 20000;
+
+thread_local bool t_inside_region = false;
+
+class Pool {
+ public:
+  ~Pool() { resize(0); }
+
+  void resize(int workers) {
+    std::lock_guard<std::mutex> busy(busy_);
+    stop_workers();
+    stopping_ = false;
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this, i] { worker_loop(i + 1); });
+  }
+
+  int workers() const { return static_cast<int>(threads_.size()); }
+
+  // False when the pool is already running another caller's region.
+  bool try_run(int team, const std::function<void(int, int)>& fn) {
+    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+    if (!busy.owns_lock()) return false;
+    team = std::min(team, workers() + 1);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &fn;
+      team_ = team;
+      pending_.store(team - 1, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+    t_inside_region = true;
+    fn(0, team);
+    t_inside_region = false;
+    for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+      if (spins < kSpinIterations) ZG_PAUSE(); else std::this_thread::yield();
+    }
+    return true;
+  }
+
+ private:
+  void stop_workers() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+  void worker_loop(int tid) {
+    t_inside_region = true;  // a kernel running on a worker never opens a nested region
+    unsigned seen = generation_.load(std::memory_order_acquire);
+    for (;;) {
+      unsigned now = seen;
+      for (int spins = 0; spins < kSpinIterations; ++spins) {
+        now = generation_.load(std::memory_order_acquire);
+        if (now != seen) break;
+        ZG_PAUSE();
+      }
+      if (now == seen) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        now = generation_.load(std::memory_order_acquire);
+      }
+      const std::function<void(int, int)>* job;
+      int team;
+      bool stopping;
+      {
+        // Read the generation with its job: a newer region may already have replaced `now`'s.
+        std::lock_guard<std::mutex> lock(mutex_);
+        seen = generation_.load(std::memory_order_relaxed);
+        job = job_;
+        team = team_;
+        stopping = stopping_;
+      }
+      if (stopping) return;
+      if (tid < team) {
+        (*job)(tid, team);
+        pending_.fetch_sub(1, std::memory_order_acq_rel);
+      }
+    }
+  }
+
+  std::mutex busy_;   // held by the caller whose region is running
+  std::mutex mutex_;  // guards job_, team_, stopping_
+  std::condition_variable wake_;
+  std::vector<std::thread> threads_;
+  const std::function<void(int, int)>* job_ = nullptr;
+  int team_ = 1;
+  bool stopping_ = false;
+  std::atomic<unsigned> generation_{0};
+  std::atomic<int> pending_{0};
+};
+
+Pool& pool() {
+  static Pool instance;
+  return instance;
+}
+
+std::atomic<int> g_num_threads{1};
+
+}  // namespace
+
+void set_num_threads(int n) {
+  n = std::max(n, 1);
+  g_num_threads.store(n);
+  if (pool().workers() != n - 1) pool().resize(n - 1);
+}
+
+int num_threads() { return g_num_threads.load(); }
+
+void parallel(int max_team, const std::function<void(int, int)>& fn) {
+  int team = std::min(max_team, num_threads());
+  if (team <= 1 || t_inside_region || !pool().try_run(team, fn)) fn(0, 1);
+}
+
+void parallel_for(long n, long grain, const std::function<void(long, long)>& fn) {
+  if (n <= 0) return;
+  long most = std::max(1L, n / std::max(grain, 1L));
+  parallel(static_cast<int>(std::min<long>(most, 1 << 20)), [&](int tid, int team) {
+    auto [begin, end] = split_range(n, tid, team);
+    if (begin < end) fn(begin, end);
+  });
+}
+
+void Barrier::wait(int team) {
+  if (team <= 1) return;
+  int gen = generation_.load(std::memory_order_acquire);
+  if (arrived_.fetch_add(1, std::memory_order_acq_rel) == team - 1) {
+    arrived_.store(0, std::memory_order_relaxed);
+    generation_.store(gen + 1, std::memory_order_release);
+    return;
+  }
+  for (int spins = 0; generation_.load(std::memory_order_acquire) == gen; ++spins) {
+    if (spins < kSpinIterations) ZG_PAUSE(); else std::this_thread::yield();
+  }
+}
+
+}  // namespace zg

@@ -1,0 +1,60 @@
+"""Process-wide runtime settings: thread count and a summary of what this build can do."""
+from __future__ import annotations
+
+import os
+from numbers import Integral
+
+try:
+    from . import _cpu
+except ImportError:  # no compiled module: the kernels fall back to another backend
+    _cpu = None
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+_num_threads = _usable_cores()
+
+
+def set_num_threads(n: int) -> None:
+    """Use `n` threads in the kernels (default: the cores this process may run on)."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, Integral):
+        raise TypeError(f"set_num_threads(): argument 'n' must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"set_num_threads(): argument 'n' must be >= 1, got {n}")
+    _num_threads = int(n)
+    if _cpu is not None:
+        _cpu.set_num_threads(_num_threads)
+
+
+def get_num_threads() -> int:
+    """The number of threads the kernels use."""
+    return _num_threads
+
+
+def info() -> dict:
+    """Version, backends, the backend in use, the SIMD level chosen and the thread count."""
+    from importlib.metadata import version
+
+    from . import kernels
+    from .kernels._backends import unavailable_reasons
+
+    return {
+        "version": version("zengrad"),
+        "backends_available": kernels.available_backends(),
+        "backend": kernels.get_backend(),
+        "backends_unavailable": unavailable_reasons(),
+        "simd": _cpu.simd_level() if _cpu is not None else None,
+        "simd_supported": _cpu.supported_simd_levels() if _cpu is not None else [],
+        "num_threads": get_num_threads(),
+        "usable_cores": _usable_cores(),
+    }
+
+
+if _cpu is not None:
+    _cpu.set_num_threads(_num_threads)

@@ -1,0 +1,69 @@
+"""The kernel API: one function per kernel, argument checks, dispatch to a backend.
+
+Arrays are NumPy, float32 or float64 (both operands alike). Layouts: activations NHWC,
+filters HWIO (kh, kw, in, out). padding: "valid" | "same" | int | (ph, pw) |
+((top, bottom), (left, right)) for convolutions, "valid" | "same" for pooling; stride and
+dilation: int | (h, w). Inputs that are not C-contiguous are copied; `out` must be
+C-contiguous. `zengrad.kernels.reference` holds the NumPy oracle of each function.
+"""
+from . import _validate as V
+from . import reference
+from ._backends import available_backends, get_backend, set_backend, use_backend
+from ._backends import current as _current
+
+__all__ = [
+    "gemm", "conv2d", "conv2d_backward_data", "conv2d_backward_weight",
+    "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+    "available_backends", "get_backend", "set_backend", "use_backend", "reference",
+]
+
+
+def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    """out = alpha * op(a) @ op(b) + beta * out; op(a) (M, K), op(b) (K, N) -> out (M, N).
+
+    op(a) is a.T when trans_a. Without `out` a new array is returned (beta has nothing to scale).
+    """
+    return _current().gemm(*V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta))
+
+
+def conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1):
+    """y = conv(x, w) + b; x (N, H, W, C), w (kh, kw, C, O), b (O,) -> y (N, Ho, Wo, O)."""
+    return _current().conv2d(*V.conv2d_args("conv2d", x, w, b, stride, padding, dilation))
+
+
+def conv2d_backward_data(dy, w, x_shape, *, stride=1, padding="valid", dilation=1):
+    """dL/dx of conv2d: dy (N, Ho, Wo, O), w (kh, kw, C, O) -> dx of x_shape (N, H, W, C)."""
+    return _current().conv2d_backward_data(
+        *V.conv2d_backward_data_args("conv2d_backward_data", dy, w, x_shape, stride, padding, dilation))
+
+
+def conv2d_backward_weight(x, dy, w_shape, *, stride=1, padding="valid", dilation=1, with_bias=False):
+    """dL/dw of conv2d: x (N, H, W, C), dy (N, Ho, Wo, O) -> dw of w_shape (kh, kw, C, O).
+
+    with_bias=True returns (dw, db) with db = dy summed over N, Ho, Wo: (O,).
+    """
+    func = "conv2d_backward_weight"
+    args = V.conv2d_backward_weight_args(func, x, dy, w_shape, stride, padding, dilation)
+    return _current().conv2d_backward_weight(*args, V.flag(func, "with_bias", with_bias))
+
+
+def max_pool2d(x, pool_size=2, *, stride=None, padding="valid"):
+    """Max over each window; x (N, H, W, C) -> (N, Ho, Wo, C). stride None means pool_size."""
+    return _current().max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding))
+
+
+def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid"):
+    """dL/dx of max_pool2d: each dy goes to the first maximum of its window; -> x.shape."""
+    return _current().max_pool2d_backward(
+        *V.pool_backward_args("max_pool2d_backward", dy, x, pool_size, stride, padding))
+
+
+def avg_pool2d(x, pool_size=2, *, stride=None, padding="valid"):
+    """Mean over the real (unpadded) elements of each window; x (N, H, W, C) -> (N, Ho, Wo, C)."""
+    return _current().avg_pool2d(*V.pool_args("avg_pool2d", x, pool_size, stride, padding))
+
+
+def avg_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid"):
+    """dL/dx of avg_pool2d: each dy shared equally among its window's real elements; -> x.shape."""
+    return _current().avg_pool2d_backward(
+        *V.pool_backward_args("avg_pool2d_backward", dy, x, pool_size, stride, padding))

@@ -1,0 +1,15 @@
+"""The "numpy" backend: the reference oracles themselves."""
+import types
+
+from . import reference as R
+
+BACKEND = types.SimpleNamespace(
+    gemm=R._compute_gemm,
+    conv2d=R._compute_conv2d,
+    conv2d_backward_data=R._compute_conv2d_backward_data,
+    conv2d_backward_weight=R._compute_conv2d_backward_weight,
+    max_pool2d=R._compute_max_pool2d,
+    max_pool2d_backward=R._compute_max_pool2d_backward,
+    avg_pool2d=R._compute_avg_pool2d,
+    avg_pool2d_backward=R._compute_avg_pool2d_backward,
+)

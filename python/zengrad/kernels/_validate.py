@@ -1,0 +1,279 @@
+"""Argument checking and normalisation shared by every backend.
+
+Each public kernel checks its arguments here before any backend runs. A bad argument raises
+TypeError (wrong type or dtype) or ValueError (wrong shape or value); the message names the
+function, the argument, what was expected and what was given.
+
+Inputs that are not C-contiguous are copied to a C-contiguous array (never modified); an
+``out`` array must already be C-contiguous, because a copy would hide the result.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def fail(exc, func: str, name: str, expected: str, got) -> None:
+    raise exc(f"{func}(): argument '{name}' must be {expected}, got {got}")
+
+
+def array(func: str, name: str, value, ndim: int | None = None) -> np.ndarray:
+    """A float32/float64 NumPy array of `ndim` dimensions, made C-contiguous."""
+    if not isinstance(value, np.ndarray):
+        fail(TypeError, func, name, "a NumPy array", type(value).__name__)
+    if value.dtype not in FLOAT_DTYPES:
+        fail(TypeError, func, name, "of dtype float32 or float64", value.dtype)
+    if ndim is not None and value.ndim != ndim:
+        fail(ValueError, func, name, f"{ndim}-dimensional", f"shape {value.shape}")
+    return np.ascontiguousarray(value)
+
+
+def same_dtype(func: str, reference_name: str, reference: np.ndarray, **others) -> None:
+    for name, value in others.items():
+        if value is not None and value.dtype != reference.dtype:
+            fail(TypeError, func, name, f"{reference.dtype} like '{reference_name}'", value.dtype)
+
+
+def out_array(func: str, out, shape: tuple, dtype, *inputs: np.ndarray) -> np.ndarray:
+    """Check a caller-supplied output array: right type, shape, dtype, layout, no aliasing."""
+    if not isinstance(out, np.ndarray):
+        fail(TypeError, func, "out", "a NumPy array", type(out).__name__)
+    if out.dtype != dtype:
+        fail(TypeError, func, "out", f"of dtype {np.dtype(dtype)}", out.dtype)
+    if out.shape != tuple(shape):
+        fail(ValueError, func, "out", f"of shape {tuple(shape)}", f"shape {out.shape}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        fail(ValueError, func, "out", "a writeable C-contiguous array", "a non-contiguous or read-only one")
+    for x in inputs:
+        if np.shares_memory(out, x):
+            fail(ValueError, func, "out", "memory separate from the inputs", "an array that overlaps an input")
+    return out
+
+
+def flag(func: str, name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        fail(TypeError, func, name, "a bool", type(value).__name__)
+    return bool(value)
+
+
+def scalar(func: str, name: str, value) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        fail(TypeError, func, name, "a real number", type(value).__name__)
+    value = float(value)
+    if not np.isfinite(value):
+        fail(ValueError, func, name, "finite", value)
+    return value
+
+
+def positive_pair(func: str, name: str, value) -> tuple[int, int]:
+    """An int or a pair of ints, each >= 1, as (h, w)."""
+    pair = (value, value) if isinstance(value, Integral) else value
+    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+            or not all(isinstance(v, Integral) and not isinstance(v, (bool, np.bool_)) for v in pair)):
+        fail(TypeError, func, name, "an int or a pair of ints", repr(value))
+    if min(pair) < 1:
+        fail(ValueError, func, name, "positive", repr(value))
+    return int(pair[0]), int(pair[1])
+
+
+def shape_tuple(func: str, name: str, value, ndim: int) -> tuple[int, ...]:
+    if (not isinstance(value, (tuple, list)) or len(value) != ndim
+            or not all(isinstance(v, Integral) and not isinstance(v, (bool, np.bool_)) for v in value)):
+        fail(TypeError, func, name, f"a tuple of {ndim} ints", repr(value))
+    if min(value) < 0:
+        fail(ValueError, func, name, "non-negative", repr(value))
+    return tuple(int(v) for v in value)
+
+
+def _same_padding(size: int, window: int, stride: int) -> tuple[int, int, int]:
+    """Keras/TensorFlow "same": output ceil(size / stride), extra padding at the end."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + window - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def _explicit_padding(func: str, padding) -> tuple[tuple[int, int], tuple[int, int]]:
+    def is_int(v):
+        return isinstance(v, Integral) and not isinstance(v, (bool, np.bool_))
+
+    if is_int(padding):
+        spec = ((padding, padding), (padding, padding))
+    elif isinstance(padding, (tuple, list)) and len(padding) == 2 and all(is_int(p) for p in padding):
+        spec = ((padding[0], padding[0]), (padding[1], padding[1]))
+    elif (isinstance(padding, (tuple, list)) and len(padding) == 2
+          and all(isinstance(p, (tuple, list)) and len(p) == 2 and all(is_int(v) for v in p) for p in padding)):
+        spec = tuple(tuple(p) for p in padding)
+    else:
+        fail(TypeError, func, "padding",
+             "'valid', 'same', an int, (ph, pw) or ((top, bottom), (left, right))", repr(padding))
+    if min(spec[0] + spec[1]) < 0:
+        fail(ValueError, func, "padding", "non-negative", repr(padding))
+    return tuple(tuple(int(v) for v in p) for p in spec)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Geometry of a sliding-window op on an NHWC input (convolution or pooling)."""
+    n: int
+    h: int
+    w: int
+    c: int
+    kh: int
+    kw: int
+    ho: int
+    wo: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+
+    @property
+    def x_shape(self):
+        return (self.n, self.h, self.w, self.c)
+
+
+def window(func: str, x_shape, kernel, stride, padding, dilation=(1, 1), *, allow_explicit=True) -> Window:
+    """Normalise stride/padding/dilation for an NHWC input of `x_shape` and a kernel (kh, kw)."""
+    n, h, w, c = x_shape
+    kh, kw = kernel
+    sh, sw = positive_pair(func, "stride", stride)
+    dh, dw = positive_pair(func, "dilation", dilation)
+    span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            pads = ((0, 0), (0, 0))
+        elif mode == "same":
+            _, t, b = _same_padding(h, span_h, sh)
+            _, l, r = _same_padding(w, span_w, sw)
+            pads = ((t, b), (l, r))
+        else:
+            fail(ValueError, func, "padding", "'valid' or 'same'", repr(padding))
+    elif allow_explicit:
+        pads = _explicit_padding(func, padding)
+    else:
+        fail(TypeError, func, "padding", "'valid' or 'same'", repr(padding))
+    (pt, pb), (pl, pr) = pads
+    ho = (h + pt + pb - span_h) // sh + 1
+    wo = (w + pl + pr - span_w) // sw + 1
+    if h + pt + pb < span_h or w + pl + pr < span_w:
+        fail(ValueError, func, "x",
+             f"at least as large as the (dilated) window {span_h}x{span_w} after padding",
+             f"spatial size {h}x{w} with padding {pads}")
+    return Window(n, h, w, c, kh, kw, ho, wo, sh, sw, dh, dw, pt, pb, pl, pr)
+
+
+def nonempty_dims(func: str, name: str, shape, dims: str) -> None:
+    """Refuse zero-sized dims among `dims` (letters naming positions, e.g. 'HWC' of NHWC)."""
+    for letter, size in zip(dims, shape):
+        if letter != "_" and size == 0:
+            fail(ValueError, func, name, f"non-empty in dimension {letter}", f"shape {tuple(shape)}")
+
+
+# ---- per-kernel argument sets (used by the public API and by the reference oracles) ----
+
+def gemm_args(func, a, b, out, trans_a, trans_b, alpha, beta):
+    """-> (a, b, out, trans_a, trans_b, alpha, beta) with `out` allocated when None (beta 0)."""
+    a = array(func, "a", a, 2)
+    b = array(func, "b", b, 2)
+    same_dtype(func, "a", a, b=b)
+    trans_a = flag(func, "trans_a", trans_a)
+    trans_b = flag(func, "trans_b", trans_b)
+    alpha = scalar(func, "alpha", alpha)
+    beta = scalar(func, "beta", beta)
+    m, k = a.shape[::-1] if trans_a else a.shape
+    k2, n = b.shape[::-1] if trans_b else b.shape
+    if k != k2:
+        fail(ValueError, func, "b", f"{k} rows in op(b) to match the {k} columns of op(a)",
+             f"op(b) of shape {(k2, n)} (a {a.shape}, trans_a={trans_a}; b {b.shape}, trans_b={trans_b})")
+    if out is None:
+        out, beta = np.empty((m, n), a.dtype), 0.0
+    else:
+        out = out_array(func, out, (m, n), a.dtype, a, b)
+    return a, b, out, trans_a, trans_b, alpha, beta
+
+
+def _conv_common(func, x_name, x, w_shape, stride, padding, dilation):
+    nonempty_dims(func, x_name, x.shape, "_HWC")
+    nonempty_dims(func, "w", w_shape, "HWIO")
+    if w_shape[2] != x.shape[3]:
+        fail(ValueError, func, "w", f"{x.shape[3]} input channels (w.shape[2]) to match the input",
+             f"shape {tuple(w_shape)}")
+    return window(func, x.shape, w_shape[:2], stride, padding, dilation)
+
+
+def conv2d_args(func, x, w, b, stride, padding, dilation):
+    """-> (x, w, b, g) for y = conv2d(x, w) + b; x NHWC, w HWIO, b (O,)."""
+    x = array(func, "x", x, 4)
+    w = array(func, "w", w, 4)
+    if b is not None:
+        b = array(func, "b", b, 1)
+    same_dtype(func, "x", x, w=w, b=b)
+    g = _conv_common(func, "x", x, w.shape, stride, padding, dilation)
+    if b is not None and b.shape != (w.shape[3],):
+        fail(ValueError, func, "b", f"of shape ({w.shape[3]},)", f"shape {b.shape}")
+    return x, w, b, g
+
+
+def conv2d_backward_data_args(func, dy, w, x_shape, stride, padding, dilation):
+    """-> (dy, w, g) where g describes the forward convolution of an x of `x_shape`."""
+    dy = array(func, "dy", dy, 4)
+    w = array(func, "w", w, 4)
+    same_dtype(func, "dy", dy, w=w)
+    x_shape = shape_tuple(func, "x_shape", x_shape, 4)
+    nonempty_dims(func, "x_shape", x_shape, "_HWC")
+    nonempty_dims(func, "w", w.shape, "HWIO")
+    if w.shape[2] != x_shape[3]:
+        fail(ValueError, func, "w", f"{x_shape[3]} input channels (w.shape[2]) to match x_shape",
+             f"shape {w.shape}")
+    g = window(func, x_shape, w.shape[:2], stride, padding, dilation)
+    expected = (g.n, g.ho, g.wo, w.shape[3])
+    if dy.shape != expected:
+        fail(ValueError, func, "dy", f"of shape {expected} (the forward output)", f"shape {dy.shape}")
+    return dy, w, g
+
+
+def conv2d_backward_weight_args(func, x, dy, w_shape, stride, padding, dilation):
+    """-> (x, dy, w_shape, g)."""
+    x = array(func, "x", x, 4)
+    dy = array(func, "dy", dy, 4)
+    same_dtype(func, "x", x, dy=dy)
+    w_shape = shape_tuple(func, "w_shape", w_shape, 4)
+    nonempty_dims(func, "x", x.shape, "_HWC")
+    nonempty_dims(func, "w_shape", w_shape, "HWIO")
+    if w_shape[2] != x.shape[3]:
+        fail(ValueError, func, "w_shape", f"{x.shape[3]} input channels (w_shape[2]) to match x",
+             repr(w_shape))
+    g = window(func, x.shape, w_shape[:2], stride, padding, dilation)
+    expected = (g.n, g.ho, g.wo, w_shape[3])
+    if dy.shape != expected:
+        fail(ValueError, func, "dy", f"of shape {expected} (the forward output)", f"shape {dy.shape}")
+    return x, dy, w_shape, g
+
+
+def pool_args(func, x, pool_size, stride, padding):
+    """-> (x, g) for a pooling of NHWC x; stride None means stride = pool_size."""
+    x = array(func, "x", x, 4)
+    nonempty_dims(func, "x", x.shape, "_HWC")
+    size = positive_pair(func, "pool_size", pool_size)
+    g = window(func, x.shape, size, size if stride is None else stride, padding, allow_explicit=False)
+    return x, g
+
+
+def pool_backward_args(func, dy, x, pool_size, stride, padding):
+    """-> (dy, x, g): x is the forward input (its shape for average pooling)."""
+    x, g = pool_args(func, x, pool_size, stride, padding)
+    dy = array(func, "dy", dy, 4)
+    same_dtype(func, "x", x, dy=dy)
+    expected = (g.n, g.ho, g.wo, g.c)
+    if dy.shape != expected:
+        fail(ValueError, func, "dy", f"of shape {expected} (the forward output)", f"shape {dy.shape}")
+    return dy, x, g

@@ -1,0 +1,153 @@
+"""NumPy oracles for every kernel: short, plainly correct, no cleverness.
+
+Each public function has the signature of its namesake in `zengrad.kernels` and checks its
+arguments the same way. The `_compute_*` functions take already-checked arguments; they are
+also the "numpy" backend. Layouts: activations NHWC, filters HWIO (kh, kw, in, out).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validate as V
+
+
+# ---- GEMM ----
+
+def _compute_gemm(a, b, out, trans_a, trans_b, alpha, beta):
+    product = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    result = alpha * product if beta == 0.0 else alpha * product + beta * out
+    out[...] = result
+    return out
+
+
+def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    """out = alpha * op(a) @ op(b) + beta * out; op(a) (M, K), op(b) (K, N), out (M, N)."""
+    return _compute_gemm(*V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta))
+
+
+# ---- convolution ----
+
+def _pad(x, g):
+    return np.pad(x, ((0, 0), (g.pt, g.pb), (g.pl, g.pr), (0, 0)))
+
+
+def _tap(xp, g, i, j):
+    """The input pixels that kernel tap (i, j) meets, one per output pixel: (N, Ho, Wo, C)."""
+    top, left = i * g.dh, j * g.dw
+    return xp[:, top:top + g.sh * (g.ho - 1) + 1:g.sh, left:left + g.sw * (g.wo - 1) + 1:g.sw, :]
+
+
+def _compute_conv2d(x, w, b, g):
+    y = np.zeros((g.n, g.ho, g.wo, w.shape[3]), x.dtype)
+    xp = _pad(x, g)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            y += _tap(xp, g, i, j) @ w[i, j]
+    if b is not None:
+        y += b
+    return y
+
+
+def _compute_conv2d_backward_data(dy, w, g):
+    dxp = np.zeros((g.n, g.h + g.pt + g.pb, g.w + g.pl + g.pr, g.c), dy.dtype)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            _tap(dxp, g, i, j)[...] += dy @ w[i, j].T
+    return dxp[:, g.pt:g.pt + g.h, g.pl:g.pl + g.w, :].copy()
+
+
+def _compute_conv2d_backward_weight(x, dy, w_shape, g, with_bias):
+    xp = _pad(x, g)
+    dy2 = dy.reshape(-1, w_shape[3])
+    dw = np.empty(w_shape, x.dtype)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            dw[i, j] = _tap(xp, g, i, j).reshape(-1, g.c).T @ dy2
+    return (dw, dy2.sum(axis=0)) if with_bias else dw
+
+
+def conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1):
+    """y = conv(x, w) + b; x (N, H, W, C), w (kh, kw, C, O), b (O,) -> y (N, Ho, Wo, O)."""
+    return _compute_conv2d(*V.conv2d_args("conv2d", x, w, b, stride, padding, dilation))
+
+
+def conv2d_backward_data(dy, w, x_shape, *, stride=1, padding="valid", dilation=1):
+    """dL/dx from dy (N, Ho, Wo, O) and w (kh, kw, C, O) -> dx of x_shape (N, H, W, C)."""
+    return _compute_conv2d_backward_data(
+        *V.conv2d_backward_data_args("conv2d_backward_data", dy, w, x_shape, stride, padding, dilation))
+
+
+def conv2d_backward_weight(x, dy, w_shape, *, stride=1, padding="valid", dilation=1, with_bias=False):
+    """dL/dw (kh, kw, C, O) from x (N, H, W, C) and dy (N, Ho, Wo, O); with_bias adds dL/db (O,)."""
+    args = V.conv2d_backward_weight_args("conv2d_backward_weight", x, dy, w_shape, stride, padding, dilation)
+    return _compute_conv2d_backward_weight(*args, V.flag("conv2d_backward_weight", "with_bias", with_bias))
+
+
+# ---- pooling ----
+
+def _windows(x, g, fill):
+    """Every pooling window as (N, Ho, Wo, C, kh*kw); padded positions hold `fill`."""
+    xp = np.pad(x, ((0, 0), (g.pt, g.pb), (g.pl, g.pr), (0, 0)), constant_values=fill)
+    taps = [_tap(xp, g, i, j) for i in range(g.kh) for j in range(g.kw)]
+    return np.stack(taps, axis=-1)
+
+
+def _window_counts(g):
+    """How many real (unpadded) elements each window covers: (Ho, Wo, 1)."""
+    ones = np.ones((1, g.h, g.w, 1))
+    return _windows(ones, g, 0.0).sum(axis=-1)[0]
+
+
+def _first_max(windows):
+    """Index of each window's first maximum; a NaN counts as the maximum (as in np.argmax)."""
+    return np.argmax(windows, axis=-1)
+
+
+def _compute_max_pool2d(x, g):
+    windows = _windows(x, g, -np.inf)
+    return np.take_along_axis(windows, _first_max(windows)[..., None], axis=-1)[..., 0]
+
+
+def _compute_max_pool2d_backward(dy, x, g):
+    windows = _windows(x, g, -np.inf)
+    winner = _first_max(windows)
+    dxp = np.zeros((g.n, g.h + g.pt + g.pb, g.w + g.pl + g.pr, g.c), dy.dtype)
+    for t in range(g.kh * g.kw):
+        i, j = divmod(t, g.kw)
+        _tap(dxp, g, i, j)[...] += np.where(winner == t, dy, 0)
+    return dxp[:, g.pt:g.pt + g.h, g.pl:g.pl + g.w, :].copy()
+
+
+def _compute_avg_pool2d(x, g):
+    return (_windows(x, g, 0.0).sum(axis=-1) / _window_counts(g)).astype(x.dtype)
+
+
+def _compute_avg_pool2d_backward(dy, x, g):
+    share = dy / _window_counts(g).astype(dy.dtype)
+    dxp = np.zeros((g.n, g.h + g.pt + g.pb, g.w + g.pl + g.pr, g.c), dy.dtype)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            _tap(dxp, g, i, j)[...] += share
+    return dxp[:, g.pt:g.pt + g.h, g.pl:g.pl + g.w, :].copy()
+
+
+def max_pool2d(x, pool_size=2, *, stride=None, padding="valid"):
+    """Max over each window; x (N, H, W, C) -> (N, Ho, Wo, C). Padding is never the maximum."""
+    return _compute_max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding))
+
+
+def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid"):
+    """dL/dx: each dy goes to the first maximum of its window; x is the forward input."""
+    return _compute_max_pool2d_backward(
+        *V.pool_backward_args("max_pool2d_backward", dy, x, pool_size, stride, padding))
+
+
+def avg_pool2d(x, pool_size=2, *, stride=None, padding="valid"):
+    """Mean over the real (unpadded) elements of each window; x (N, H, W, C) -> (N, Ho, Wo, C)."""
+    return _compute_avg_pool2d(*V.pool_args("avg_pool2d", x, pool_size, stride, padding))
+
+
+def avg_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid"):
+    """dL/dx: each dy shared equally among the real elements of its window."""
+    return _compute_avg_pool2d_backward(
+        *V.pool_backward_args("avg_pool2d_backward", dy, x, pool_size, stride, padding))
