@@ -16,11 +16,14 @@ struct OutputPixelPatches {
   const T* x;
   const Window& g;
 
+  PanelLayout layout() const { return PanelLayout::row_major; }
+
   void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
     for (long r0 = 0; r0 < rows; r0 += mr, dst += mr * depth) {
       for (long r = 0; r < mr; ++r) {
+        T* d = dst + r * depth;
         if (r0 + r >= rows) {
-          for (long p = 0; p < depth; ++p) dst[p * mr + r] = T(0);
+          std::fill(d, d + depth, T(0));
           continue;
         }
         const long pixel = i0 + r0 + r, ow = pixel % g.wo, oh = pixel / g.wo % g.ho, n = pixel / (g.wo * g.ho);
@@ -29,12 +32,11 @@ struct OutputPixelPatches {
         for (long p = 0; p < depth; ci = 0, ++tap) {
           const long run = std::min(g.c - ci, depth - p);
           const long ih = ih0 + tap / g.kw * g.dh, iw = iw0 + tap % g.kw * g.dw;
-          T* d = dst + p * mr + r;
           if (ih >= 0 && ih < g.h && iw >= 0 && iw < g.w) {
             const T* s = x + ((n * g.h + ih) * g.w + iw) * g.c + ci;
-            for (long t = 0; t < run; ++t) d[t * mr] = s[t];
+            std::copy(s, s + run, d + p);
           } else {
-            for (long t = 0; t < run; ++t) d[t * mr] = T(0);
+            std::fill(d + p, d + p + run, T(0));
           }
           p += run;
         }
@@ -51,11 +53,14 @@ struct InputPixelPatches {
   long o;
   const Window& g;
 
+  PanelLayout layout() const { return PanelLayout::row_major; }
+
   void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
     for (long r0 = 0; r0 < rows; r0 += mr, dst += mr * depth) {
       for (long r = 0; r < mr; ++r) {
+        T* d = dst + r * depth;
         if (r0 + r >= rows) {
-          for (long p = 0; p < depth; ++p) dst[p * mr + r] = T(0);
+          std::fill(d, d + depth, T(0));
           continue;
         }
         const long pixel = i0 + r0 + r, iw = pixel % g.w, ih = pixel / g.w % g.h, n = pixel / (g.w * g.h);
@@ -64,12 +69,11 @@ struct InputPixelPatches {
           const long run = std::min(o - co, depth - p);
           const long oh_s = ih + g.pt - tap / g.kw * g.dh, ow_s = iw + g.pl - tap % g.kw * g.dw;
           const long oh = oh_s / g.sh, ow = ow_s / g.sw;
-          T* d = dst + p * mr + r;
           if (oh_s >= 0 && ow_s >= 0 && oh_s % g.sh == 0 && ow_s % g.sw == 0 && oh < g.ho && ow < g.wo) {
             const T* s = dy + ((n * g.ho + oh) * g.wo + ow) * o + co;
-            for (long t = 0; t < run; ++t) d[t * mr] = s[t];
+            std::copy(s, s + run, d + p);
           } else {
-            for (long t = 0; t < run; ++t) d[t * mr] = T(0);
+            std::fill(d + p, d + p + run, T(0));
           }
           p += run;
         }
@@ -85,6 +89,8 @@ struct TapRowsOverPixels {
   const T* x;
   long first_pixel;
   const Window& g;
+
+  PanelLayout layout() const { return PanelLayout::column_major; }
 
   void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
     for (long r0 = 0; r0 < rows; r0 += mr, dst += mr * depth) {

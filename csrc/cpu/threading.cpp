@@ -1,6 +1,7 @@
 #include "threading.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -16,9 +17,24 @@
 namespace zg {
 namespace {
 
-// Spin this many pause-iterations (a few microseconds) before sleeping: back-to-back regions
-// (the loops of one GEMM) then wake fast, but idle workers leave the cores to others.
-constexpr int kSpinIterations = 20000;
+// Idle workers spin this long before sleeping: back-to-back regions (the layers of a training
+// step) then start without a wake-up, but idle workers soon leave the cores to others (NumPy).
+constexpr auto kIdleSpin = std::chrono::microseconds(50);
+// Threads waiting inside a region (barrier, join) spin longer, then yield.
+constexpr auto kBusySpin = std::chrono::microseconds(200);
+
+// Calls done() until it returns true or `limit` has passed; true when done() did.
+template <class Done>
+bool spin_until(Done done, std::chrono::microseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    for (int i = 0; i < 16; ++i) {
+      if (done()) return true;
+      ZG_PAUSE();
+    }
+    if (std::chrono::steady_clock::now() > deadline) return false;
+  }
+}
 
 thread_local bool t_inside_region = false;
 
@@ -29,8 +45,14 @@ class Pool {
   void resize(int workers) {
     std::lock_guard<std::mutex> busy(busy_);
     stop_workers();
-    stopping_ = false;
-    for (int i = 0; i < workers; ++i) threads_.emplace_back([this, i] { worker_loop(i + 1); });
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = false;
+    }
+    // A worker must start from the generation it was created in, not the one it first sees:
+    // a stop requested before the thread first runs would otherwise be missed.
+    const unsigned created = generation_.load();
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this, i, created] { worker_loop(i + 1, created); });
   }
 
   int workers() const { return static_cast<int>(threads_.size()); }
@@ -51,9 +73,9 @@ class Pool {
     t_inside_region = true;
     fn(0, team);
     t_inside_region = false;
-    for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
-      if (spins < kSpinIterations) ZG_PAUSE(); else std::this_thread::yield();
-    }
+    auto joined = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+    if (!spin_until(joined, kBusySpin))
+      while (!joined()) std::this_thread::yield();
     return true;
   }
 
@@ -69,20 +91,13 @@ class Pool {
     threads_.clear();
   }
 
-  void worker_loop(int tid) {
+  void worker_loop(int tid, unsigned seen) {
     t_inside_region = true;  // a kernel running on a worker never opens a nested region
-    unsigned seen = generation_.load(std::memory_order_acquire);
     for (;;) {
-      unsigned now = seen;
-      for (int spins = 0; spins < kSpinIterations; ++spins) {
-        now = generation_.load(std::memory_order_acquire);
-        if (now != seen) break;
-        ZG_PAUSE();
-      }
-      if (now == seen) {
+      auto woken = [&] { return generation_.load(std::memory_order_acquire) != seen; };
+      if (!spin_until(woken, kIdleSpin)) {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-        now = generation_.load(std::memory_order_acquire);
+        wake_.wait(lock, woken);
       }
       const std::function<void(int, int)>* job;
       int team;
@@ -153,9 +168,9 @@ void Barrier::wait(int team) {
     generation_.store(gen + 1, std::memory_order_release);
     return;
   }
-  for (int spins = 0; generation_.load(std::memory_order_acquire) == gen; ++spins) {
-    if (spins < kSpinIterations) ZG_PAUSE(); else std::this_thread::yield();
-  }
+  auto released = [&] { return generation_.load(std::memory_order_acquire) != gen; };
+  if (!spin_until(released, kBusySpin))
+    while (!released()) std::this_thread::yield();
 }
 
 }  // namespace zg

@@ -39,13 +39,11 @@ def get_num_threads() -> int:
 
 def info() -> dict:
     """Version, backends, the backend in use, the SIMD level chosen and the thread count."""
-    from importlib.metadata import version
-
-    from . import kernels
+    from . import __version__, kernels
     from .kernels._backends import unavailable_reasons
 
     return {
-        "version": version("zengrad"),
+        "version": __version__,
         "backends_available": kernels.available_backends(),
         "backend": kernels.get_backend(),
         "backends_unavailable": unavailable_reasons(),

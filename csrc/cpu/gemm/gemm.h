@@ -1,13 +1,14 @@
 // The GEMM driver, BLIS style: C (m x n) = alpha * A (m x k) * B (k x n) + beta * C.
 //
-// Loops, outermost first: jc over n in steps of NC (B panel -> L3), pc over k in steps of KC,
-// pack B panel (shared by the team), ic over this thread's rows in steps of MC (A block -> L2,
-// packed privately), jr over NR-wide B micro-panels (-> L1), ir over MR-tall A micro-panels,
-// then the micro-kernel. Threads split C into a grid of rectangles, never the sum over k, so
-// every element is computed the same way whatever the team size (bit-identical results).
+// Loops, outermost first: jc over n in steps of NC, then B[:, jc:jc+NC] is packed by all
+// threads (a fork-join region; no barriers, which cost a time slice whenever another process
+// holds a core). Then each thread, over its own rectangle of C: ic over its rows in steps of MC
+// (A block -> L2, packed privately), pc over k in steps of KC, jr over NR-wide B micro-panels
+// (-> L1), ir over MR-tall A micro-panels, and the micro-kernel. Threads split C, never the sum
+// over k, so every element is computed the same way whatever the team size (bit-identical).
 //
 // A and B are "packers": objects that copy any block of their operand into the micro-kernel's
-// panel layout. A plain matrix is one packer; a convolution's implicit im2col is another, so
+// panel layout (A: row- or column-major micro-panels, whichever copies faster; B: row-major). A plain matrix is one packer; a convolution's implicit im2col is another, so
 // the convolutions reuse this driver without materialising their patch matrices.
 #pragma once
 
@@ -50,15 +51,24 @@ struct StridedMatrix {
   const T* data;
   long rs, cs;
 
-  // Rows [i0, i0 + rows) x columns [p0, p0 + depth) as MR-row micro-panels, zero-filled past `rows`.
+  // Rows of A are contiguous when cs == 1: pack row pieces; otherwise columns are (rs == 1).
+  PanelLayout layout() const { return cs == 1 ? PanelLayout::row_major : PanelLayout::column_major; }
+
+  // Rows [i0, i0 + rows) x columns [p0, p0 + depth) as MR-row micro-panels in layout(),
+  // zero-filled past `rows`.
   void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
     for (long r0 = 0; r0 < rows; r0 += mr, dst += mr * depth) {
-      long height = std::min<long>(mr, rows - r0);
+      const long height = std::min<long>(mr, rows - r0);
       const T* src = data + (i0 + r0) * rs + p0 * cs;
-      for (long p = 0; p < depth; ++p) {
-        T* d = dst + p * mr;
-        for (long r = 0; r < height; ++r) d[r] = src[r * rs + p * cs];
-        for (long r = height; r < mr; ++r) d[r] = T(0);
+      if (cs == 1) {
+        for (long r = 0; r < height; ++r) std::memcpy(dst + r * depth, src + r * rs, depth * sizeof(T));
+        std::fill(dst + height * depth, dst + mr * depth, T(0));
+      } else {
+        for (long p = 0; p < depth; ++p) {
+          T* d = dst + p * mr;
+          for (long r = 0; r < height; ++r) d[r] = src[r * rs + p * cs];
+          for (long r = height; r < mr; ++r) d[r] = T(0);
+        }
       }
     }
   }
@@ -105,6 +115,8 @@ void scale(long m, long n, T* c, long ldc, T beta) {
 
 // Enough work (flops) to be worth waking another thread for.
 constexpr double kMinFlopsPerThread = 2e6;
+// The packed B (all of k for NC columns) is kept within this many bytes by narrowing NC.
+constexpr long kPackedBBytes = 16L << 20;
 
 template <class T, class APacker, class BPacker>
 void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* c, long ldc, T alpha,
@@ -112,49 +124,56 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
   if (m <= 0 || n <= 0) return;
   if (k <= 0) return detail::scale(m, n, c, ldc, beta);
   const MicroKernel<T>& uk = microkernel<T>();
-  const long MR = uk.mr, NR = uk.nr, MC = uk.mc, KC = uk.kc, NC = uk.nc;
-  const long m_panels = (m + MR - 1) / MR;
-  const long nc_max = std::min(n, NC);
-  T* bpack = scratch<T>(kSlotPackB, (nc_max + NR - 1) / NR * NR * std::min(k, KC));
-  Barrier barrier;
+  const MicroKernelFn<T> kernel = A.layout() == PanelLayout::row_major ? uk.row_major_a : uk.column_major_a;
+  const long MR = uk.mr, NR = uk.nr, MC = uk.mc, KC = uk.kc;
+  const long NC = std::clamp(kPackedBBytes / (k * long(sizeof(T))) / NR * NR, NR, long(uk.nc));
+  const long m_panels = (m + MR - 1) / MR, k_blocks = (k + KC - 1) / KC;
+  const int max_team = static_cast<int>(std::clamp(2.0 * m * n * k / kMinFlopsPerThread, 1.0, 1024.0));
+  T* bpack = scratch<T>(kSlotPackB, (std::min(n, NC) + NR - 1) / NR * NR * k);
 
-  const double flops = 2.0 * m * n * k;
-  int max_team = static_cast<int>(std::clamp(flops / kMinFlopsPerThread, 1.0, 1024.0));
+  for (long jc = 0; jc < n; jc += NC) {
+    const long nc = std::min(NC, n - jc), n_panels = (nc + NR - 1) / NR;
+    // B block pc (rows [pc*KC, +kc)) starts at bpack + pc*KC * n_panels*NR; its panel jp at + jp*NR*kc.
+    auto b_panel = [&](long kb, long jp) {
+      return bpack + kb * KC * n_panels * NR + jp * NR * std::min(KC, k - kb * KC);
+    };
 
-  parallel(max_team, [&](int tid, int team) {
-    T* apack = scratch<T>(kSlotPackA, MC * std::min(k, KC));
-    alignas(64) T edge[16 * 64];  // one MR x NR tile for the partial tiles at the edges of C
-    for (long jc = 0; jc < n; jc += NC) {
-      const long nc = std::min(NC, n - jc), n_panels = (nc + NR - 1) / NR;
+    // 1. Pack all of B[:, jc:jc+nc], shared by every thread of step 2.
+    parallel(max_team, [&](int tid, int team) {
+      const auto [first, last] = split_range(k_blocks * n_panels, tid, team);
+      for (long i = first; i < last; ++i) {
+        const long kb = i / n_panels, jp = i % n_panels;
+        B.pack_b(b_panel(kb, jp), kb * KC, std::min(KC, k - kb * KC), jc + jp * NR, std::min(NR, nc - jp * NR), NR);
+      }
+    });
+
+    // 2. Each thread computes its rectangle of C: its rows in MC blocks, all of k, its B panels.
+    parallel(max_team, [&](int tid, int team) {
       int tm = 1, tn = 1;
       detail::choose_grid(team, m_panels, n_panels, &tm, &tn);
       const auto [mp0, mp1] = split_range(m_panels, tid / tn, tm);
       const auto [np0, np1] = split_range(n_panels, tid % tn, tn);
       const long row0 = mp0 * MR, row1 = std::min(mp1 * MR, m);
+      T* apack = scratch<T>(kSlotPackA, MC * std::min(k, KC));
+      alignas(64) T edge[16 * 64];  // one MR x NR tile for the partial tiles at the edges of C
 
-      for (long pc = 0; pc < k; pc += KC) {
-        const long kc = std::min(KC, k - pc);
-        const T beta_here = pc == 0 ? beta : T(1);
-        barrier.wait(team);  // nobody still reads the previous B panel
-        const auto [bp0, bp1] = split_range(n_panels, tid, team);
-        if (bp0 < bp1)
-          B.pack_b(bpack + bp0 * NR * kc, pc, kc, jc + bp0 * NR, std::min(nc, bp1 * NR) - bp0 * NR, NR);
-        barrier.wait(team);  // the whole B panel is packed
-
-        for (long ic = row0; ic < row1; ic += MC) {
-          const long mc = std::min(MC, row1 - ic);
-          A.pack_a(apack, ic, mc, pc, kc, MR);
+      for (long ic = row0; ic < row1; ic += MC) {
+        const long mc = std::min(MC, row1 - ic);
+        for (long kb = 0; kb < k_blocks; ++kb) {
+          const long kc = std::min(KC, k - kb * KC);
+          const T beta_here = kb == 0 ? beta : T(1);
+          A.pack_a(apack, ic, mc, kb * KC, kc, MR);
           for (long jp = np0; jp < np1; ++jp) {
             const long j = jp * NR, width = std::min(NR, nc - j);
-            const T* bpanel = bpack + jp * NR * kc;
+            const T* bpanel = b_panel(kb, jp);
             for (long ip = 0; ip * MR < mc; ++ip) {
               const long height = std::min(MR, mc - ip * MR);
               const T* apanel = apack + ip * MR * kc;
               T* cij = c + (ic + ip * MR) * ldc + jc + j;
               if (height == MR && width == NR) {
-                uk.fn(kc, apanel, bpanel, cij, ldc, alpha, beta_here);
+                kernel(kc, apanel, kc, bpanel, cij, ldc, alpha, beta_here);
               } else {
-                uk.fn(kc, apanel, bpanel, edge, NR, T(1), T(0));
+                kernel(kc, apanel, kc, bpanel, edge, NR, T(1), T(0));
                 for (long r = 0; r < height; ++r)
                   for (long q = 0; q < width; ++q) {
                     T& out = cij[r * ldc + q];
@@ -165,8 +184,8 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
           }
         }
       }
-    }
-  });
+    });
+  }
 }
 
 // C = alpha * op(A) * op(B) + beta * C on row-major arrays; op(A) is m x k, op(B) k x n.

@@ -6,15 +6,20 @@
 
 namespace zg {
 
-// c[0:MR, 0:NR] (row stride ldc) = alpha * A * B + beta * c, where A is an MR x k micro-panel
-// packed column by column (a[p * MR + r]) and B a k x NR micro-panel packed row by row
-// (b[p * NR + j]). beta == 0 writes c without reading it (NaN in c is ignored).
+// c[0:MR, 0:NR] (row stride ldc) = alpha * A * B + beta * c, where B is a k x NR micro-panel
+// packed row by row (b[p * NR + j]) and A an MR x k micro-panel packed in one of two layouts:
+//   column-major  a[p * MR + r]    (lda unused): natural when A's source is stored transposed;
+//   row-major     a[r * lda + p]:  natural when A's rows are contiguous (plain A, convolutions),
+//                                  so packing is a plain copy of row pieces.
+// beta == 0 writes c without reading it (NaN in c is ignored).
 template <class T>
-using MicroKernelFn = void (*)(long k, const T* a, const T* b, T* c, long ldc, T alpha, T beta);
+using MicroKernelFn = void (*)(long k, const T* a, long lda, const T* b, T* c, long ldc, T alpha, T beta);
+
+enum class PanelLayout { column_major, row_major };
 
 template <class T>
 struct MicroKernel {
-  MicroKernelFn<T> fn;
+  MicroKernelFn<T> column_major_a, row_major_a;
   int mr, nr;      // register block
   int mc, kc, nc;  // cache blocks: A block mc x kc (L2), B panel kc x nc (L3), B micro-panel kc x nr (L1)
 };

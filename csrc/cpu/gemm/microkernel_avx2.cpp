@@ -34,21 +34,24 @@ struct Ymm64 {
   static reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
 };
 
-void kernel_f32(long k, const float* a, const float* b, float* c, long ldc, float alpha, float beta) {
-  microkernel_body<Ymm32, 6, 2>(k, a, b, c, ldc, alpha, beta);
+
+template <PanelLayout layout>
+void kernel_f32(long k, const float* a, long lda, const float* b, float* c, long ldc, float alpha, float beta) {
+  microkernel_body<Ymm32, 6, 2, layout>(k, a, lda, b, c, ldc, alpha, beta);
 }
-void kernel_f64(long k, const double* a, const double* b, double* c, long ldc, double alpha, double beta) {
-  microkernel_body<Ymm64, 6, 2>(k, a, b, c, ldc, alpha, beta);
+template <PanelLayout layout>
+void kernel_f64(long k, const double* a, long lda, const double* b, double* c, long ldc, double alpha, double beta) {
+  microkernel_body<Ymm64, 6, 2, layout>(k, a, lda, b, c, ldc, alpha, beta);
 }
 
 }  // namespace
 
 const MicroKernel<float>& microkernel_avx2_f32() {
-  static const MicroKernel<float> table{kernel_f32, 6, 16, 144, 256, 4096};
+  static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 6, 16, 144, 256, 4096};
   return table;
 }
 const MicroKernel<double>& microkernel_avx2_f64() {
-  static const MicroKernel<double> table{kernel_f64, 6, 8, 96, 256, 2048};
+  static const MicroKernel<double> table{kernel_f64<PanelLayout::column_major>, kernel_f64<PanelLayout::row_major>, 6, 8, 96, 256, 2048};
   return table;
 }
 

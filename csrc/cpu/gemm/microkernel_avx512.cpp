@@ -34,21 +34,24 @@ struct Zmm64 {
   static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
 };
 
-void kernel_f32(long k, const float* a, const float* b, float* c, long ldc, float alpha, float beta) {
-  microkernel_body<Zmm32, 12, 2>(k, a, b, c, ldc, alpha, beta);
+
+template <PanelLayout layout>
+void kernel_f32(long k, const float* a, long lda, const float* b, float* c, long ldc, float alpha, float beta) {
+  microkernel_body<Zmm32, 12, 2, layout>(k, a, lda, b, c, ldc, alpha, beta);
 }
-void kernel_f64(long k, const double* a, const double* b, double* c, long ldc, double alpha, double beta) {
-  microkernel_body<Zmm64, 12, 2>(k, a, b, c, ldc, alpha, beta);
+template <PanelLayout layout>
+void kernel_f64(long k, const double* a, long lda, const double* b, double* c, long ldc, double alpha, double beta) {
+  microkernel_body<Zmm64, 12, 2, layout>(k, a, lda, b, c, ldc, alpha, beta);
 }
 
 }  // namespace
 
 const MicroKernel<float>& microkernel_avx512_f32() {
-  static const MicroKernel<float> table{kernel_f32, 12, 32, 480, 256, 4096};
+  static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 12, 32, 480, 256, 4096};
   return table;
 }
 const MicroKernel<double>& microkernel_avx512_f64() {
-  static const MicroKernel<double> table{kernel_f64, 12, 16, 240, 256, 2048};
+  static const MicroKernel<double> table{kernel_f64<PanelLayout::column_major>, kernel_f64<PanelLayout::row_major>, 12, 16, 240, 256, 2048};
   return table;
 }
 

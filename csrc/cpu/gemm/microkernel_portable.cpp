@@ -20,21 +20,24 @@ struct Scalar1 {
   static reg mul(reg a, reg b) { return a * b; }
 };
 
-void kernel_f32(long k, const float* a, const float* b, float* c, long ldc, float alpha, float beta) {
-  microkernel_body<Scalar1<float>, 4, 8>(k, a, b, c, ldc, alpha, beta);
+
+template <PanelLayout layout>
+void kernel_f32(long k, const float* a, long lda, const float* b, float* c, long ldc, float alpha, float beta) {
+  microkernel_body<Scalar1<float>, 4, 8, layout>(k, a, lda, b, c, ldc, alpha, beta);
 }
-void kernel_f64(long k, const double* a, const double* b, double* c, long ldc, double alpha, double beta) {
-  microkernel_body<Scalar1<double>, 4, 4>(k, a, b, c, ldc, alpha, beta);
+template <PanelLayout layout>
+void kernel_f64(long k, const double* a, long lda, const double* b, double* c, long ldc, double alpha, double beta) {
+  microkernel_body<Scalar1<double>, 4, 4, layout>(k, a, lda, b, c, ldc, alpha, beta);
 }
 
 }  // namespace
 
 const MicroKernel<float>& microkernel_portable_f32() {
-  static const MicroKernel<float> table{kernel_f32, 4, 8, 128, 256, 2048};
+  static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 4, 8, 128, 256, 2048};
   return table;
 }
 const MicroKernel<double>& microkernel_portable_f64() {
-  static const MicroKernel<double> table{kernel_f64, 4, 4, 128, 256, 2048};
+  static const MicroKernel<double> table{kernel_f64<PanelLayout::column_major>, kernel_f64<PanelLayout::row_major>, 4, 4, 128, 256, 2048};
   return table;
 }
 

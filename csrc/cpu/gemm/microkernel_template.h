@@ -8,9 +8,10 @@ namespace {
 
 // V provides: using T, reg; static constexpr int width; zero(), load(p), loadu(p), storeu(p, r),
 // broadcast(x), fma(a, b, c) = a * b + c, mul(a, b).
-template <class V, int MR, int NV>
-void microkernel_body(long k, const typename V::T* __restrict a, const typename V::T* __restrict b,
+template <class V, int MR, int NV, PanelLayout layout>
+void microkernel_body(long k, const typename V::T* __restrict a, long lda, const typename V::T* __restrict b,
                       typename V::T* __restrict c, long ldc, typename V::T alpha, typename V::T beta) {
+  constexpr bool row_major = layout == PanelLayout::row_major;
   constexpr int W = V::width, NR = NV * W;
   typename V::reg acc[MR][NV];
 #pragma GCC unroll 32
@@ -24,11 +25,11 @@ void microkernel_body(long k, const typename V::T* __restrict a, const typename 
     for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * W);
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
-      typename V::reg ar = V::broadcast(a[r]);
+      typename V::reg ar = V::broadcast(row_major ? a[r * lda] : a[r]);
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
     }
-    a += MR;
+    a += row_major ? 1 : MR;
     b += NR;
   }
 

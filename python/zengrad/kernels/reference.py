@@ -94,23 +94,31 @@ def _windows(x, g, fill):
 
 def _window_counts(g):
     """How many real (unpadded) elements each window covers: (Ho, Wo, 1)."""
-    ones = np.ones((1, g.h, g.w, 1))
-    return _windows(ones, g, 0.0).sum(axis=-1)[0]
+    return _real_positions(g).sum(axis=-1)[0]
 
 
-def _first_max(windows):
-    """Index of each window's first maximum; a NaN counts as the maximum (as in np.argmax)."""
-    return np.argmax(windows, axis=-1)
+def _first_max(windows, real):
+    """Index of each window's first maximum among its real (unpadded) elements; a NaN counts
+    as the maximum (as in np.argmax). `real` marks the unpadded positions of each window."""
+    winner = np.argmax(np.where(real, windows, -np.inf), axis=-1)
+    # Padding ties with a real -inf only when every real element is -inf: take the first real one.
+    on_padding = ~np.take_along_axis(np.broadcast_to(real, windows.shape), winner[..., None], axis=-1)[..., 0]
+    return np.where(on_padding, np.argmax(real, axis=-1), winner)
+
+
+def _real_positions(g):
+    """Which window positions are real input elements: (1, Ho, Wo, 1, kh*kw) booleans."""
+    return _windows(np.ones((1, g.h, g.w, 1)), g, 0.0) > 0
 
 
 def _compute_max_pool2d(x, g):
     windows = _windows(x, g, -np.inf)
-    return np.take_along_axis(windows, _first_max(windows)[..., None], axis=-1)[..., 0]
+    return np.take_along_axis(windows, _first_max(windows, _real_positions(g))[..., None], axis=-1)[..., 0]
 
 
 def _compute_max_pool2d_backward(dy, x, g):
     windows = _windows(x, g, -np.inf)
-    winner = _first_max(windows)
+    winner = _first_max(windows, _real_positions(g))
     dxp = np.zeros((g.n, g.h + g.pt + g.pb, g.w + g.pl + g.pr, g.c), dy.dtype)
     for t in range(g.kh * g.kw):
         i, j = divmod(t, g.kw)

@@ -1,0 +1,22 @@
+// 2-D max and average pooling on NHWC arrays (C-contiguous), float and double.
+//
+// Semantics are those of kernels/reference.py: padded positions belong to no window (max
+// never takes their value, average divides by the count of real elements); max takes the
+// first maximum in window scan order, a NaN counting as the largest (np.argmax's rule).
+// Results are bit-identical whatever the thread count.
+#pragma once
+
+#include "window.h"
+
+namespace zg {
+
+// x (n, h, w, c) -> y (n, ho, wo, c).
+template <class T> void max_pool2d(const T* x, T* y, const Window& g);
+// dy (n, ho, wo, c), x (n, h, w, c) -> dx (n, h, w, c), fully written.
+template <class T> void max_pool2d_backward(const T* dy, const T* x, T* dx, const Window& g);
+// x (n, h, w, c) -> y (n, ho, wo, c).
+template <class T> void avg_pool2d(const T* x, T* y, const Window& g);
+// dy (n, ho, wo, c) -> dx (n, h, w, c), fully written.
+template <class T> void avg_pool2d_backward(const T* dy, T* dx, const Window& g);
+
+}  // namespace zg
