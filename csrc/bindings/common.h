@@ -18,16 +18,27 @@ template <class T>
 using Array = py::array_t<T, py::array::c_style>;
 
 // (n, h, w, c, kh, kw, ho, wo, sh, sw, dh, dw, pt, pb, pl, pr), as kernels/_validate.Window.
+// Every field is below 2^31 (Python clamps strides and refuses larger windows), so products of
+// two fields, and so all index arithmetic, fit in a long.
 inline Window window_from(const py::tuple& t) {
-  if (t.size() != 16) throw std::invalid_argument("window geometry must have 16 fields");
+  const auto bad = [](const std::string& why) { return std::invalid_argument("window geometry: " + why); };
+  if (t.size() != 16) throw bad("expected a tuple of 16 ints");
   long v[16];
-  for (int i = 0; i < 16; ++i) v[i] = t[i].cast<long>();
-  Window g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]};
-  bool sane = g.n >= 0 && g.h > 0 && g.w > 0 && g.c > 0 && g.kh > 0 && g.kw > 0 && g.ho > 0 && g.wo > 0 &&
-              g.sh > 0 && g.sw > 0 && g.dh > 0 && g.dw > 0 && g.pt >= 0 && g.pb >= 0 && g.pl >= 0 && g.pr >= 0 &&
-              g.ho == (g.h + g.pt + g.pb - (g.kh - 1) * g.dh - 1) / g.sh + 1 &&
-              g.wo == (g.w + g.pl + g.pr - (g.kw - 1) * g.dw - 1) / g.sw + 1;
-  if (!sane) throw std::invalid_argument("inconsistent window geometry");
+  for (int i = 0; i < 16; ++i) {
+    try {
+      v[i] = t[i].cast<long>();
+    } catch (const py::cast_error&) {
+      throw bad("expected a tuple of 16 ints");
+    }
+    const bool at_least_one = (i >= 4 && i <= 5) || (i >= 8 && i <= 11);  // kh, kw, strides, dilations
+    if (v[i] < (at_least_one ? 1 : 0) || v[i] >= (1L << 31))
+      throw bad("field " + std::to_string(i) + " out of range: " + std::to_string(v[i]));
+  }
+  const Window g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]};
+  const long span_h = (g.kh - 1) * g.dh + 1, span_w = (g.kw - 1) * g.dw + 1;
+  if (g.h + g.pt + g.pb < span_h || g.w + g.pl + g.pr < span_w || g.ho != (g.h + g.pt + g.pb - span_h) / g.sh + 1 ||
+      g.wo != (g.w + g.pl + g.pr - span_w) / g.sw + 1)
+    throw bad("inconsistent");
   return g;
 }
 

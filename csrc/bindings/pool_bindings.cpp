@@ -1,98 +1,43 @@
-// pybind11 bindings of the CPU pooling kernels. Python has already validated every argument;
-// the checks here only guarantee that no call can read or write out of bounds.
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
-
-#include <stdexcept>
-#include <string>
-
+// pybind11 bindings of the CPU pooling kernels (see common.h for the checks).
+#include "common.h"
 #include "cpu/pool2d.h"
-
-namespace py = pybind11;
 
 namespace zg {
 namespace {
 
 template <class T>
-using Array = py::array_t<T, py::array::c_style>;
-
-// g: the 16 ints (n, h, w, c, kh, kw, ho, wo, sh, sw, dh, dw, pt, pb, pl, pr) of _validate.Window.
-Window to_window(const py::tuple& t) {
-  if (t.size() != 16) throw std::invalid_argument("pool geometry must be a tuple of 16 ints");
-  long v[16];
-  for (int i = 0; i < 16; ++i) {
-    try {
-      v[i] = t[i].cast<long>();
-    } catch (const py::cast_error&) {
-      throw std::invalid_argument("pool geometry must be a tuple of 16 ints");
-    }
-  }
-  const Window g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
-                 v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]};
-  // Bounded fields keep every product of two of them, and so all index arithmetic, in a long.
-  constexpr long kLimit = 1L << 31;
-  for (int i = 0; i < 16; ++i) {
-    const bool at_least_one = (i >= 4 && i <= 5) || (i >= 8 && i <= 11);  // kh, kw, strides, dilations
-    if (v[i] < (at_least_one ? 1 : 0) || v[i] >= kLimit)
-      throw std::invalid_argument("pool geometry field " + std::to_string(i) + " out of range: " +
-                                  std::to_string(v[i]));
-  }
-  const long ho = (g.h + g.pt + g.pb - (g.kh - 1) * g.dh - 1) / g.sh + 1;
-  const long wo = (g.w + g.pl + g.pr - (g.kw - 1) * g.dw - 1) / g.sw + 1;
-  if (g.h + g.pt + g.pb < (g.kh - 1) * g.dh + 1 || g.w + g.pl + g.pr < (g.kw - 1) * g.dw + 1 ||
-      g.ho != ho || g.wo != wo)
-    throw std::invalid_argument("pool geometry is inconsistent");
-  return g;
-}
-
-template <class T>
-void check_shape(const Array<T>& a, const char* name, long n, long h, long w, long c) {
-  if (a.ndim() != 4 || a.shape(0) != n || a.shape(1) != h || a.shape(2) != w || a.shape(3) != c)
-    throw std::invalid_argument(std::string("pool kernel: '") + name + "' does not match the geometry");
-}
-
-template <class T>
-void max_pool2d_py(const Array<T>& x, Array<T> y, const py::tuple& t) {
-  const Window g = to_window(t);
-  check_shape(x, "x", g.n, g.h, g.w, g.c);
-  check_shape(y, "y", g.n, g.ho, g.wo, g.c);
-  const T* xp = x.data();
-  T* yp = y.mutable_data();
+void max_pool2d_py(const Array<T>& x, Array<T> y, const py::tuple& geometry) {
+  const Window g = window_from(geometry);
+  const T* xp = in_ptr<T>(x, g.n * g.h * g.w * g.c, "x");
+  T* yp = out_ptr<T>(y, g.n * g.ho * g.wo * g.c, "y");
   py::gil_scoped_release release;
   max_pool2d(xp, yp, g);
 }
 
 template <class T>
-void max_pool2d_backward_py(const Array<T>& dy, const Array<T>& x, Array<T> dx, const py::tuple& t) {
-  const Window g = to_window(t);
-  check_shape(dy, "dy", g.n, g.ho, g.wo, g.c);
-  check_shape(x, "x", g.n, g.h, g.w, g.c);
-  check_shape(dx, "dx", g.n, g.h, g.w, g.c);
-  const T* dyp = dy.data();
-  const T* xp = x.data();
-  T* dxp = dx.mutable_data();
+void max_pool2d_backward_py(const Array<T>& dy, const Array<T>& x, Array<T> dx, const py::tuple& geometry) {
+  const Window g = window_from(geometry);
+  const T* dyp = in_ptr<T>(dy, g.n * g.ho * g.wo * g.c, "dy");
+  const T* xp = in_ptr<T>(x, g.n * g.h * g.w * g.c, "x");
+  T* dxp = out_ptr<T>(dx, g.n * g.h * g.w * g.c, "dx");
   py::gil_scoped_release release;
   max_pool2d_backward(dyp, xp, dxp, g);
 }
 
 template <class T>
-void avg_pool2d_py(const Array<T>& x, Array<T> y, const py::tuple& t) {
-  const Window g = to_window(t);
-  check_shape(x, "x", g.n, g.h, g.w, g.c);
-  check_shape(y, "y", g.n, g.ho, g.wo, g.c);
-  const T* xp = x.data();
-  T* yp = y.mutable_data();
+void avg_pool2d_py(const Array<T>& x, Array<T> y, const py::tuple& geometry) {
+  const Window g = window_from(geometry);
+  const T* xp = in_ptr<T>(x, g.n * g.h * g.w * g.c, "x");
+  T* yp = out_ptr<T>(y, g.n * g.ho * g.wo * g.c, "y");
   py::gil_scoped_release release;
   avg_pool2d(xp, yp, g);
 }
 
 template <class T>
-void avg_pool2d_backward_py(const Array<T>& dy, Array<T> dx, const py::tuple& t) {
-  const Window g = to_window(t);
-  check_shape(dy, "dy", g.n, g.ho, g.wo, g.c);
-  check_shape(dx, "dx", g.n, g.h, g.w, g.c);
-  const T* dyp = dy.data();
-  T* dxp = dx.mutable_data();
+void avg_pool2d_backward_py(const Array<T>& dy, Array<T> dx, const py::tuple& geometry) {
+  const Window g = window_from(geometry);
+  const T* dyp = in_ptr<T>(dy, g.n * g.ho * g.wo * g.c, "dy");
+  T* dxp = out_ptr<T>(dx, g.n * g.h * g.w * g.c, "dx");
   py::gil_scoped_release release;
   avg_pool2d_backward(dyp, dxp, g);
 }

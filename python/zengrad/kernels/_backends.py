@@ -1,7 +1,7 @@
 """Which implementation runs the kernels: the registry, the automatic choice, the switches.
 
 Backends are namespaces of functions that take arguments already checked by `_validate`.
-Auto order: cpp, then numba, then numpy; the environment variable ZENGRAD_BACKEND names one.
+Auto order: cpp, then numpy; the environment variable ZENGRAD_BACKEND names one.
 `use_backend` is scoped to the current thread (and asyncio task); `set_backend` changes the
 process-wide default.
 """
@@ -14,8 +14,8 @@ import os
 import types
 import warnings
 
-AUTO_ORDER = ("cpp", "numba", "numpy")
-KNOWN = ("cpp", "numba", "numpy", "cuda")
+AUTO_ORDER = ("cpp", "numpy")
+KNOWN = ("cpp", "numpy")
 
 _loaded: dict[str, types.SimpleNamespace] = {}
 _why_unavailable: dict[str, str] = {}
@@ -48,20 +48,23 @@ def unavailable_reasons() -> dict[str, str]:
     return dict(_why_unavailable)
 
 
-def _check(name) -> str:
+def _check(func: str, name) -> str:
     if not isinstance(name, str):
-        raise TypeError(f"backend name must be a str, got {type(name).__name__}")
+        raise TypeError(f"{func}(): argument 'name' must be a str, got {type(name).__name__}")
     name = name.lower()
-    if name not in KNOWN or _load(name) is None:
-        reason = f" ({_why_unavailable[name]})" if name in _why_unavailable else ""
-        raise ValueError(f"backend {name!r} is not available{reason}; available: {available_backends()}")
+    if name not in KNOWN:
+        raise ValueError(f"{func}(): argument 'name' must be one of {list(KNOWN)}, got {name!r}; "
+                         f"available here: {available_backends()}")
+    if _load(name) is None:
+        raise ValueError(f"{func}(): argument 'name' must be an available backend, got {name!r} "
+                         f"({_why_unavailable[name]}); available here: {available_backends()}")
     return name
 
 
 def _auto() -> str:
     requested = os.environ.get("ZENGRAD_BACKEND")
     if requested:
-        return _check(requested)
+        return _check("ZENGRAD_BACKEND", requested)
     for name in AUTO_ORDER:
         if _load(name) is not None:
             if name != AUTO_ORDER[0]:
@@ -85,13 +88,14 @@ def get_backend() -> str:
 def set_backend(name: str) -> None:
     """Make `name` the process-wide default backend."""
     global _default
-    _default = _check(name)
+    _default = _check("set_backend", name)
 
 
 @contextlib.contextmanager
 def use_backend(name: str):
     """Run the body of the `with` block on backend `name` (this thread only)."""
-    token = _scoped.set(_check(name))
+    name = _check("use_backend", name)
+    token = _scoped.set(name)
     try:
         yield name
     finally:

@@ -140,13 +140,23 @@ class Window:
         return (self.n, self.h, self.w, self.c)
 
 
-def window(func: str, x_shape, kernel, stride, padding, dilation=(1, 1), *, allow_explicit=True) -> Window:
-    """Normalise stride/padding/dilation for an NHWC input of `x_shape` and a kernel (kh, kw)."""
+# Window extents (padded input, dilated kernel) must stay far from overflowing C's 64-bit index
+# arithmetic; a stride beyond the padded input is clamped to it, which changes no result.
+MAX_EXTENT = 2**31 - 1
+
+
+def window(func: str, x_shape, kernel, stride, padding, dilation=(1, 1), *, allow_explicit=True,
+           x_name="x") -> Window:
+    """Normalise stride/padding/dilation for an NHWC input of `x_shape` and a kernel (kh, kw);
+    `x_name` is the argument that holds the input (or its shape), for error messages."""
     n, h, w, c = x_shape
     kh, kw = kernel
     sh, sw = positive_pair(func, "stride", stride)
     dh, dw = positive_pair(func, "dilation", dilation)
     span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    if max(span_h, span_w) > MAX_EXTENT:
+        fail(ValueError, func, "dilation", f"small enough for a window of at most {MAX_EXTENT} pixels",
+             repr(dilation))
     if isinstance(padding, str):
         mode = padding.lower()
         if mode == "valid":
@@ -162,12 +172,16 @@ def window(func: str, x_shape, kernel, stride, padding, dilation=(1, 1), *, allo
     else:
         fail(TypeError, func, "padding", "'valid' or 'same'", repr(padding))
     (pt, pb), (pl, pr) = pads
-    ho = (h + pt + pb - span_h) // sh + 1
-    wo = (w + pl + pr - span_w) // sw + 1
+    if max(h + pt + pb, w + pl + pr) > MAX_EXTENT:
+        fail(ValueError, func, "padding", f"small enough for a padded input of at most {MAX_EXTENT} pixels",
+             repr(padding))
     if h + pt + pb < span_h or w + pl + pr < span_w:
-        fail(ValueError, func, "x",
+        fail(ValueError, func, x_name,
              f"at least as large as the (dilated) window {span_h}x{span_w} after padding",
              f"spatial size {h}x{w} with padding {pads}")
+    ho = (h + pt + pb - span_h) // sh + 1
+    wo = (w + pl + pr - span_w) // sw + 1
+    sh, sw = min(sh, h + pt + pb), min(sw, w + pl + pr)
     return Window(n, h, w, c, kh, kw, ho, wo, sh, sw, dh, dw, pt, pb, pl, pr)
 
 
@@ -182,6 +196,7 @@ def nonempty_dims(func: str, name: str, shape, dims: str) -> None:
 
 def gemm_args(func, a, b, out, trans_a, trans_b, alpha, beta):
     """-> (a, b, out, trans_a, trans_b, alpha, beta) with `out` allocated when None (beta 0)."""
+    given = (a, b)  # before any copy: `out` must not overlap what the caller passed
     a = array(func, "a", a, 2)
     b = array(func, "b", b, 2)
     same_dtype(func, "a", a, b=b)
@@ -197,7 +212,7 @@ def gemm_args(func, a, b, out, trans_a, trans_b, alpha, beta):
     if out is None:
         out, beta = np.empty((m, n), a.dtype), 0.0
     else:
-        out = out_array(func, out, (m, n), a.dtype, a, b)
+        out = out_array(func, out, (m, n), a.dtype, *given)
     return a, b, out, trans_a, trans_b, alpha, beta
 
 
@@ -234,7 +249,7 @@ def conv2d_backward_data_args(func, dy, w, x_shape, stride, padding, dilation):
     if w.shape[2] != x_shape[3]:
         fail(ValueError, func, "w", f"{x_shape[3]} input channels (w.shape[2]) to match x_shape",
              f"shape {w.shape}")
-    g = window(func, x_shape, w.shape[:2], stride, padding, dilation)
+    g = window(func, x_shape, w.shape[:2], stride, padding, dilation, x_name="x_shape")
     expected = (g.n, g.ho, g.wo, w.shape[3])
     if dy.shape != expected:
         fail(ValueError, func, "dy", f"of shape {expected} (the forward output)", f"shape {dy.shape}")

@@ -1,0 +1,142 @@
+"""Fixtures shared by the whole suite.
+
+`backend`: every test that takes it runs once per available backend (inside
+`zg.kernels.use_backend(name)`), so a new backend adds test cases, not test code.
+  - `@pytest.mark.all_simd` (on a test or module): on the "cpp" backend, one case per SIMD
+    level of `zengrad._cpu.supported_simd_levels()`, the level switched for the test and
+    restored afterwards.
+  - `@pytest.mark.backends("cpp", ...)`: only those backends (no case, i.e. a clean skip,
+    where none of them is available).
+Environment:
+  ZENGRAD_TEST_BACKENDS=cpp,numpy   test only these (and fail if one is missing)
+  HYPOTHESIS_PROFILE=ci|thorough    see the profiles below
+"""
+from __future__ import annotations
+
+import os
+
+# The oracles call NumPy's BLAS on small matrices, where OpenBLAS's own threads only spin
+# against the kernels' threads on a busy machine (70 ms instead of 0.1 ms on 2 cores). Must be
+# set before NumPy loads; a value the caller set wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import importlib  # noqa: E402
+import warnings  # noqa: E402
+import zlib  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import zengrad as zg  # noqa: E402
+
+try:
+    CPU = importlib.import_module("zengrad._cpu")
+except ImportError:
+    CPU = None
+
+# ---- hypothesis: modest by default, the whole suite must stay a few minutes on 2 slow cores ----
+_common = dict(deadline=None, print_blob=True,
+               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.register_profile("default", max_examples=25, **_common)
+settings.register_profile("ci", max_examples=25, derandomize=True, database=None, **_common)
+settings.register_profile("thorough", max_examples=300, **_common)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def _backends() -> list[str]:
+    available = zg.kernels.available_backends()
+    wanted = os.environ.get("ZENGRAD_TEST_BACKENDS")
+    if not wanted:
+        return available
+    names = [n.strip().lower() for n in wanted.split(",") if n.strip()]
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise pytest.UsageError(f"ZENGRAD_TEST_BACKENDS asks for {missing}, not available "
+                                f"(available: {available}; reasons: "
+                                f"{zg.kernels._backends.unavailable_reasons()})")
+    return names
+
+
+BACKENDS = _backends()
+with warnings.catch_warnings():  # settle the lazily chosen default now (it warns without "cpp")
+    warnings.simplefilter("ignore")
+    zg.kernels.get_backend()
+SIMD_LEVELS = list(CPU.supported_simd_levels()) if CPU is not None and "cpp" in BACKENDS else []
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "all_simd: on the cpp backend, run once per supported SIMD level")
+    config.addinivalue_line("markers", "backends(*names): run only on these backends (where available)")
+
+
+def pytest_report_header(config):
+    return (f"zengrad backends under test: {BACKENDS}; SIMD levels: {SIMD_LEVELS or 'n/a'}; "
+            f"unavailable: {zg.kernels._backends.unavailable_reasons()}")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" not in metafunc.fixturenames:
+        return
+    only = metafunc.definition.get_closest_marker("backends")
+    all_simd = metafunc.definition.get_closest_marker("all_simd") is not None
+    params = []
+    for name in BACKENDS:
+        if only is not None and name not in only.args:
+            continue
+        if all_simd and name == "cpp" and SIMD_LEVELS:
+            params += [pytest.param((name, level), id=f"cpp-{level}") for level in SIMD_LEVELS]
+        else:
+            params.append(pytest.param((name, None), id=name))
+    metafunc.parametrize("backend", params, indirect=True)
+
+
+@pytest.fixture
+def backend(request):
+    """The backend name; kernels called in the test run on it (and at its SIMD level)."""
+    name, level = request.param
+    with zg.kernels.use_backend(name):
+        if level is None:
+            yield name
+            return
+        previous = CPU.simd_level()
+        CPU.set_simd_level(level)
+        try:
+            assert CPU.simd_level() == level
+            yield name
+        finally:
+            CPU.set_simd_level(previous)
+
+
+@pytest.fixture
+def rng(request):
+    """A NumPy generator seeded from the test's id: different data per test, the same every run."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def restore_num_threads():
+    before = zg.get_num_threads()
+    yield before
+    zg.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_global_state():
+    """Tests must leave the thread count, default backend and SIMD level as they found them."""
+    threads = zg.get_num_threads()
+    default = zg.kernels._backends._default
+    level = CPU.simd_level() if CPU is not None else None
+    yield
+    leaked = []
+    if zg.get_num_threads() != threads:
+        leaked.append(f"num_threads {threads} -> {zg.get_num_threads()}")
+        zg.set_num_threads(threads)
+    if zg.kernels._backends._default != default:
+        leaked.append(f"default backend {default} -> {zg.kernels._backends._default}")
+        zg.kernels._backends._default = default
+    if CPU is not None and CPU.simd_level() != level:
+        leaked.append(f"SIMD level {level} -> {CPU.simd_level()}")
+        CPU.set_simd_level(level)
+    assert not leaked, "test leaked global state: " + "; ".join(leaked)

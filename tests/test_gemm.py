@@ -1,0 +1,225 @@
+"""zg.kernels.gemm on every backend (and every SIMD level of cpp) against the reference."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import zengrad as zg
+from zengrad.kernels import reference as R
+from tolerances import assert_close, assert_exact
+
+pytestmark = pytest.mark.all_simd
+
+DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
+
+# Just under and over every micro-kernel width (tiles up to 14 x 32, SIMD 4/8/16 lanes) and
+# cache block (K 256-384, M up to ~480).
+EDGES = [1, 5, 6, 7, 11, 12, 13, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 255, 257, 385, 481]
+
+SHAPES = (
+    [(1, 1, 1), (7, 13, 31), (97, 127, 31), (13, 7, 97), (127, 97, 13), (31, 31, 127)]
+    + [(m, 33, 29) for m in EDGES]                       # M sweep
+    + [(13, n, 29) for n in EDGES]                       # N sweep
+    + [(15, 33, k) for k in EDGES]                       # K sweep
+    + [(15, 33, 4099), (1, 1, 4099), (14, 32, 4099), (1, 64, 4099)]   # long reductions
+    + [(481, 257, 385), (257, 96, 513), (29, 481, 300)]  # several blocks in every loop
+)
+
+
+def _ids(shape):
+    return "x".join(map(str, shape))
+
+
+def data(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def operands(rng, m, n, k, dtype, trans_a=False, trans_b=False):
+    a = data(rng, (k, m) if trans_a else (m, k), dtype)
+    b = data(rng, (n, k) if trans_b else (k, n), dtype)
+    return a, b
+
+
+def oracle(a, b, out=None, **kw):
+    """The reference in float64 from the same (possibly float32) values."""
+    out64 = None if out is None else out.astype(np.float64)
+    return R.gemm(a.astype(np.float64), b.astype(np.float64), out64, **kw)
+
+
+def check(got, expected, k, dtype, what=""):
+    assert_close(got, expected, k + 1, dtype=dtype, what=what)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_shapes(backend, rng, shape, dtype):
+    m, n, k = shape
+    a, b = operands(rng, m, n, k, dtype)
+    got = zg.kernels.gemm(a, b)
+    check(got, oracle(a, b), k, dtype)
+    assert got.flags.c_contiguous
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 13, 31), (33, 17, 65), (65, 49, 257), (13, 481, 7),
+                                   (257, 15, 385)], ids=_ids)
+@pytest.mark.parametrize("trans_b", [False, True], ids=["N", "T"])
+@pytest.mark.parametrize("trans_a", [False, True], ids=["N", "T"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_transposes(backend, rng, shape, trans_a, trans_b, dtype):
+    m, n, k = shape
+    a, b = operands(rng, m, n, k, dtype, trans_a, trans_b)
+    got = zg.kernels.gemm(a, b, trans_a=trans_a, trans_b=trans_b)
+    assert got.shape == (m, n)
+    check(got, oracle(a, b, trans_a=trans_a, trans_b=trans_b), k, dtype)
+
+
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (2.5, 0.0), (-1.0, 1.0), (0.5, -2.0), (0.0, 1.0),
+                                        (0.0, 0.0), (1.0, 1.0), (-3.0, 0.25), (2, 3)])
+@pytest.mark.parametrize("shape", [(17, 33, 13), (65, 31, 257)], ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_alpha_beta_out(backend, rng, shape, alpha, beta, dtype):
+    m, n, k = shape
+    a, b = operands(rng, m, n, k, dtype)
+    out = data(rng, (m, n), dtype)
+    expected = oracle(a, b, out, alpha=alpha, beta=beta)
+    got = zg.kernels.gemm(a, b, out, alpha=alpha, beta=beta)
+    check(out, expected, k, dtype, what="out")      # the result is written into `out`
+    check(got, expected, k, dtype, what="returned")
+    assert np.shares_memory(got, out)
+
+
+def test_gemm_alpha_zero_beta_one_keeps_out(backend, rng):
+    a, b = operands(rng, 9, 10, 11, np.float64)
+    out = data(rng, (9, 10), np.float64)
+    before = out.copy()
+    zg.kernels.gemm(a, b, out, alpha=0.0, beta=1.0)
+    np.testing.assert_array_equal(out, before)
+
+
+@pytest.mark.parametrize("fill", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (17, 33, 13), (65, 31, 257)], ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_beta_zero_ignores_out(backend, rng, shape, fill, dtype):
+    """beta == 0 means out is written, never read: NaN/inf already in out must not leak."""
+    m, n, k = shape
+    a, b = operands(rng, m, n, k, dtype)
+    out = np.full((m, n), fill, dtype)
+    got = zg.kernels.gemm(a, b, out, alpha=1.5, beta=0.0)
+    assert np.isfinite(out).all()
+    check(got, oracle(a, b, alpha=1.5), k, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_beta_nonzero_reads_out(backend, rng, dtype):
+    a, b = operands(rng, 20, 21, 22, dtype)
+    out = data(rng, (20, 21), dtype)
+    out[3, 4] = np.nan
+    expected = oracle(a, b, out, beta=1.0)
+    zg.kernels.gemm(a, b, out, beta=1.0)
+    assert np.isnan(out[3, 4]) and np.isnan(out).sum() == 1
+    check(out, expected, 22, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_beta_without_out_is_ignored(backend, rng, dtype):
+    """Without `out` a fresh array is returned and beta has nothing to scale."""
+    a, b = operands(rng, 6, 7, 8, dtype)
+    got = zg.kernels.gemm(a, b, alpha=2.0, beta=3.0)
+    check(got, oracle(a, b, alpha=2.0), 8, dtype)
+
+
+@pytest.mark.parametrize("shape", [(0, 5, 7), (5, 0, 7), (5, 7, 0), (0, 0, 0), (0, 5, 0), (1, 1, 0),
+                                   (33, 17, 0)], ids=_ids)
+@pytest.mark.parametrize("trans", [(False, False), (True, True)], ids=["NN", "TT"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_empty(backend, rng, shape, trans, dtype):
+    m, n, k = shape
+    a, b = operands(rng, m, n, k, dtype, *trans)
+    got = zg.kernels.gemm(a, b, trans_a=trans[0], trans_b=trans[1])
+    assert got.shape == (m, n) and got.dtype == dtype
+    assert_exact(got, np.zeros((m, n), dtype))       # an empty sum is exactly zero
+    out = data(rng, (m, n), dtype)
+    expected = (0.5 * out).astype(dtype)             # K == 0: out = alpha * 0 + beta * out
+    zg.kernels.gemm(a, b, out, trans_a=trans[0], trans_b=trans[1], alpha=2.0, beta=0.5)
+    assert_exact(out, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_returns_fresh_array_without_out(backend, rng, dtype):
+    a, b = operands(rng, 8, 8, 8, dtype)
+    c1 = zg.kernels.gemm(a, b)
+    c2 = zg.kernels.gemm(a, b)
+    assert not np.shares_memory(c1, c2)
+    assert not np.shares_memory(c1, a) and not np.shares_memory(c1, b)
+    assert_exact(c1, c2)                             # deterministic
+
+
+def _noncontiguous_cases():
+    """(name, make(rng, dtype) -> (a, b, trans_a, trans_b)) for inputs that are not C-contiguous."""
+    def sliced(rng, dtype):
+        big_a, big_b = data(rng, (40, 90), dtype), data(rng, (70, 60), dtype)
+        return big_a[::2, 1::3], big_b[3:33, ::-2], False, False          # (20, 30) @ (30, 30)
+
+    def fortran(rng, dtype):
+        return (np.asfortranarray(data(rng, (37, 19), dtype)), np.asfortranarray(data(rng, (19, 41), dtype)),
+                False, False)
+
+    def transposed_views(rng, dtype):
+        a, b = data(rng, (33, 17), dtype), data(rng, (17, 29), dtype)
+        return a.T, b.T, True, True           # Fortran-order views; op(a) (33, 17), op(b) (17, 29)
+
+    def negative_strides(rng, dtype):
+        return data(rng, (16, 48), dtype)[::-1, ::-1], data(rng, (48, 5), dtype)[::-1], False, False
+
+    def broadcast_readonly(rng, dtype):
+        a = np.broadcast_to(data(rng, (1, 31), dtype), (13, 31))      # stride 0, read-only
+        b = data(rng, (31, 9), dtype)
+        b.setflags(write=False)
+        return a, b, False, False
+
+    def column_of_wide(rng, dtype):
+        return data(rng, (65, 100), dtype)[:, 3:4], data(rng, (7, 3), dtype)[:, 1:2].T, False, False  # K = 1
+
+    return [sliced, fortran, transposed_views, negative_strides, broadcast_readonly, column_of_wide]
+
+
+@pytest.mark.parametrize("make", _noncontiguous_cases(), ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_noncontiguous_inputs_are_copied_not_modified(backend, rng, make, dtype):
+    a, b, ta, tb = make(rng, dtype)
+    a_before, b_before = a.copy(), b.copy()
+    strides = (a.strides, b.strides)
+    expected = oracle(np.array(a), np.array(b), trans_a=ta, trans_b=tb)
+    got = zg.kernels.gemm(a, b, trans_a=ta, trans_b=tb)
+    k = a.shape[0] if ta else a.shape[1]
+    check(got, expected, k, dtype)
+    assert_exact(a, a_before)
+    assert_exact(b, b_before)
+    assert (a.strides, b.strides) == strides
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_out_given_inputs_untouched(backend, rng, dtype):
+    a, b = operands(rng, 40, 50, 60, dtype)
+    a0, b0 = a.copy(), b.copy()
+    out = data(rng, (40, 50), dtype)
+    zg.kernels.gemm(a, b, out, alpha=-1.0, beta=2.0)
+    assert_exact(a, a0)
+    assert_exact(b, b0)
+
+
+@given(m=st.integers(0, 70), n=st.integers(0, 70), k=st.integers(0, 300),
+       trans_a=st.booleans(), trans_b=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]),
+       alpha=st.sampled_from([1.0, -0.5, 2.0, 0.0]), beta=st.sampled_from([0.0, 1.0, -1.5]),
+       with_out=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_gemm_hypothesis(backend, m, n, k, trans_a, trans_b, dtype, alpha, beta, with_out, seed):
+    rng = np.random.default_rng(seed)
+    a, b = operands(rng, m, n, k, dtype, trans_a, trans_b)
+    out = data(rng, (m, n), dtype) if with_out else None
+    kw = dict(trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta)
+    expected = oracle(a, b, out, **kw)
+    got = zg.kernels.gemm(a, b, out, **kw)
+    check(got, expected, k, dtype)
+    if with_out:
+        check(out, expected, k, dtype)
