@@ -17,6 +17,7 @@ struct OutputPixelPatches {
   const Window& g;
 
   PanelLayout layout() const { return PanelLayout::row_major; }
+  const T* direct(long, long, long*) const { return nullptr; }  // gathered: always packed
 
   void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
     for (long r0 = 0; r0 < rows; r0 += mr, dst += mr * depth) {
@@ -54,6 +55,7 @@ struct InputPixelPatches {
   const Window& g;
 
   PanelLayout layout() const { return PanelLayout::row_major; }
+  const T* direct(long, long, long*) const { return nullptr; }  // gathered: always packed
 
   void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
     for (long r0 = 0; r0 < rows; r0 += mr, dst += mr * depth) {
@@ -91,6 +93,7 @@ struct TapRowsOverPixels {
   const Window& g;
 
   PanelLayout layout() const { return PanelLayout::column_major; }
+  const T* direct(long, long, long*) const { return nullptr; }  // gathered: always packed
 
   void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
     for (long r0 = 0; r0 < rows; r0 += mr, dst += mr * depth) {

@@ -54,6 +54,12 @@ struct StridedMatrix {
   // Rows of A are contiguous when cs == 1: pack row pieces; otherwise columns are (rs == 1).
   PanelLayout layout() const { return cs == 1 ? PanelLayout::row_major : PanelLayout::column_major; }
 
+  // With contiguous rows the micro-kernel can read a block in place (row stride *ld), unpacked.
+  const T* direct(long row, long col, long* ld) const {
+    *ld = rs;
+    return cs == 1 ? data + row * rs + col : nullptr;
+  }
+
   // Rows [i0, i0 + rows) x columns [p0, p0 + depth) as MR-row micro-panels in layout(),
   // zero-filled past `rows`.
   void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
@@ -130,20 +136,33 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
   const long m_panels = (m + MR - 1) / MR, k_blocks = (k + KC - 1) / KC;
   const int max_team = static_cast<int>(std::clamp(2.0 * m * n * k / kMinFlopsPerThread, 1.0, 1024.0));
   T* bpack = scratch<T>(kSlotPackB, (std::min(n, NC) + NR - 1) / NR * NR * k);
+  // With few rows of A, each element of B serves few micro-tiles and packing B would cost about
+  // as much as the product: then the micro-kernel reads A and B in place wherever it can (full
+  // panels of operands with contiguous rows); the ragged edges are still packed.
+  long lda_direct = 0, ldb_direct = 0;
+  const bool small_m = m <= MC;
+  const bool a_direct = small_m && A.direct(0, 0, &lda_direct) != nullptr;
+  const bool b_direct = small_m && B.direct(0, 0, &ldb_direct) != nullptr;
 
   for (long jc = 0; jc < n; jc += NC) {
     const long nc = std::min(NC, n - jc), n_panels = (nc + NR - 1) / NR;
-    // B block pc (rows [pc*KC, +kc)) starts at bpack + pc*KC * n_panels*NR; its panel jp at + jp*NR*kc.
-    auto b_panel = [&](long kb, long jp) {
+    const long full_n_panels = nc / NR;
+    // B panel jp of k block kb: in place, or packed at bpack + kb*KC*n_panels*NR + jp*NR*kc.
+    auto b_panel = [&](long kb, long jp, long* ldb) -> const T* {
+      if (b_direct && jp < full_n_panels) return B.direct(kb * KC, jc + jp * NR, ldb);
+      *ldb = NR;
       return bpack + kb * KC * n_panels * NR + jp * NR * std::min(KC, k - kb * KC);
     };
 
-    // 1. Pack all of B[:, jc:jc+nc], shared by every thread of step 2.
-    parallel(max_team, [&](int tid, int team) {
-      const auto [first, last] = split_range(k_blocks * n_panels, tid, team);
+    // 1. Pack B[:, jc:jc+nc] (or only its ragged last panel), shared by every thread of step 2.
+    const long first_packed = b_direct ? full_n_panels : 0, packed = n_panels - first_packed;
+    parallel(b_direct ? 1 : max_team, [&](int tid, int team) {
+      const auto [first, last] = split_range(k_blocks * packed, tid, team);
       for (long i = first; i < last; ++i) {
-        const long kb = i / n_panels, jp = i % n_panels;
-        B.pack_b(b_panel(kb, jp), kb * KC, std::min(KC, k - kb * KC), jc + jp * NR, std::min(NR, nc - jp * NR), NR);
+        const long kb = i / packed, jp = first_packed + i % packed;
+        long ldb;
+        T* dst = const_cast<T*>(b_panel(kb, jp, &ldb));
+        B.pack_b(dst, kb * KC, std::min(KC, k - kb * KC), jc + jp * NR, std::min(NR, nc - jp * NR), NR);
       }
     });
 
@@ -162,18 +181,22 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
         for (long kb = 0; kb < k_blocks; ++kb) {
           const long kc = std::min(KC, k - kb * KC);
           const T beta_here = kb == 0 ? beta : T(1);
-          A.pack_a(apack, ic, mc, kb * KC, kc, MR);
+          // In place, only a ragged last panel of A needs packing.
+          const long full_rows = a_direct ? mc / MR * MR : 0;
+          if (full_rows < mc) A.pack_a(apack + full_rows * kc, ic + full_rows, mc - full_rows, kb * KC, kc, MR);
           for (long jp = np0; jp < np1; ++jp) {
             const long j = jp * NR, width = std::min(NR, nc - j);
-            const T* bpanel = b_panel(kb, jp);
+            long ldb;
+            const T* bpanel = b_panel(kb, jp, &ldb);
             for (long ip = 0; ip * MR < mc; ++ip) {
               const long height = std::min(MR, mc - ip * MR);
-              const T* apanel = apack + ip * MR * kc;
+              long lda = kc;
+              const T* apanel = ip * MR < full_rows ? A.direct(ic + ip * MR, kb * KC, &lda) : apack + ip * MR * kc;
               T* cij = c + (ic + ip * MR) * ldc + jc + j;
               if (height == MR && width == NR) {
-                kernel(kc, apanel, kc, bpanel, cij, ldc, alpha, beta_here);
+                kernel(kc, apanel, lda, bpanel, ldb, cij, ldc, alpha, beta_here);
               } else {
-                kernel(kc, apanel, kc, bpanel, edge, NR, T(1), T(0));
+                kernel(kc, apanel, lda, bpanel, ldb, edge, NR, T(1), T(0));
                 for (long r = 0; r < height; ++r)
                   for (long q = 0; q < width; ++q) {
                     T& out = cij[r * ldc + q];

@@ -7,13 +7,14 @@
 namespace zg {
 
 // c[0:MR, 0:NR] (row stride ldc) = alpha * A * B + beta * c, where B is a k x NR micro-panel
-// packed row by row (b[p * NR + j]) and A an MR x k micro-panel packed in one of two layouts:
+// stored row by row (b[p * ldb + j]; ldb = NR when packed) and A an MR x k micro-panel in one
+// of two layouts:
 //   column-major  a[p * MR + r]    (lda unused): natural when A's source is stored transposed;
 //   row-major     a[r * lda + p]:  natural when A's rows are contiguous (plain A, convolutions),
 //                                  so packing is a plain copy of row pieces.
 // beta == 0 writes c without reading it (NaN in c is ignored).
 template <class T>
-using MicroKernelFn = void (*)(long k, const T* a, long lda, const T* b, T* c, long ldc, T alpha, T beta);
+using MicroKernelFn = void (*)(long k, const T* a, long lda, const T* b, long ldb, T* c, long ldc, T alpha, T beta);
 
 enum class PanelLayout { column_major, row_major };
 

@@ -13,7 +13,6 @@ struct Ymm32 {
   using reg = __m256;
   static constexpr int width = 8;
   static reg zero() { return _mm256_setzero_ps(); }
-  static reg load(const T* p) { return _mm256_load_ps(p); }
   static reg loadu(const T* p) { return _mm256_loadu_ps(p); }
   static void storeu(T* p, reg r) { _mm256_storeu_ps(p, r); }
   static reg broadcast(T x) { return _mm256_set1_ps(x); }
@@ -26,7 +25,6 @@ struct Ymm64 {
   using reg = __m256d;
   static constexpr int width = 4;
   static reg zero() { return _mm256_setzero_pd(); }
-  static reg load(const T* p) { return _mm256_load_pd(p); }
   static reg loadu(const T* p) { return _mm256_loadu_pd(p); }
   static void storeu(T* p, reg r) { _mm256_storeu_pd(p, r); }
   static reg broadcast(T x) { return _mm256_set1_pd(x); }
@@ -36,12 +34,12 @@ struct Ymm64 {
 
 
 template <PanelLayout layout>
-void kernel_f32(long k, const float* a, long lda, const float* b, float* c, long ldc, float alpha, float beta) {
-  microkernel_body<Ymm32, 6, 2, layout>(k, a, lda, b, c, ldc, alpha, beta);
+void kernel_f32(long k, const float* a, long lda, const float* b, long ldb, float* c, long ldc, float alpha, float beta) {
+  microkernel_body<Ymm32, 6, 2, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta);
 }
 template <PanelLayout layout>
-void kernel_f64(long k, const double* a, long lda, const double* b, double* c, long ldc, double alpha, double beta) {
-  microkernel_body<Ymm64, 6, 2, layout>(k, a, lda, b, c, ldc, alpha, beta);
+void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, double* c, long ldc, double alpha, double beta) {
+  microkernel_body<Ymm64, 6, 2, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta);
 }
 
 }  // namespace

@@ -13,7 +13,6 @@ struct Zmm32 {
   using reg = __m512;
   static constexpr int width = 16;
   static reg zero() { return _mm512_setzero_ps(); }
-  static reg load(const T* p) { return _mm512_load_ps(p); }
   static reg loadu(const T* p) { return _mm512_loadu_ps(p); }
   static void storeu(T* p, reg r) { _mm512_storeu_ps(p, r); }
   static reg broadcast(T x) { return _mm512_set1_ps(x); }
@@ -26,7 +25,6 @@ struct Zmm64 {
   using reg = __m512d;
   static constexpr int width = 8;
   static reg zero() { return _mm512_setzero_pd(); }
-  static reg load(const T* p) { return _mm512_load_pd(p); }
   static reg loadu(const T* p) { return _mm512_loadu_pd(p); }
   static void storeu(T* p, reg r) { _mm512_storeu_pd(p, r); }
   static reg broadcast(T x) { return _mm512_set1_pd(x); }
@@ -36,12 +34,12 @@ struct Zmm64 {
 
 
 template <PanelLayout layout>
-void kernel_f32(long k, const float* a, long lda, const float* b, float* c, long ldc, float alpha, float beta) {
-  microkernel_body<Zmm32, 12, 2, layout>(k, a, lda, b, c, ldc, alpha, beta);
+void kernel_f32(long k, const float* a, long lda, const float* b, long ldb, float* c, long ldc, float alpha, float beta) {
+  microkernel_body<Zmm32, 12, 2, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta);
 }
 template <PanelLayout layout>
-void kernel_f64(long k, const double* a, long lda, const double* b, double* c, long ldc, double alpha, double beta) {
-  microkernel_body<Zmm64, 12, 2, layout>(k, a, lda, b, c, ldc, alpha, beta);
+void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, double* c, long ldc, double alpha, double beta) {
+  microkernel_body<Zmm64, 12, 2, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta);
 }
 
 }  // namespace

@@ -12,7 +12,6 @@ struct Scalar1 {
   using reg = Scalar;
   static constexpr int width = 1;
   static reg zero() { return 0; }
-  static reg load(const T* p) { return *p; }
   static reg loadu(const T* p) { return *p; }
   static void storeu(T* p, reg r) { *p = r; }
   static reg broadcast(T x) { return x; }
@@ -22,12 +21,12 @@ struct Scalar1 {
 
 
 template <PanelLayout layout>
-void kernel_f32(long k, const float* a, long lda, const float* b, float* c, long ldc, float alpha, float beta) {
-  microkernel_body<Scalar1<float>, 4, 8, layout>(k, a, lda, b, c, ldc, alpha, beta);
+void kernel_f32(long k, const float* a, long lda, const float* b, long ldb, float* c, long ldc, float alpha, float beta) {
+  microkernel_body<Scalar1<float>, 4, 8, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta);
 }
 template <PanelLayout layout>
-void kernel_f64(long k, const double* a, long lda, const double* b, double* c, long ldc, double alpha, double beta) {
-  microkernel_body<Scalar1<double>, 4, 4, layout>(k, a, lda, b, c, ldc, alpha, beta);
+void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, double* c, long ldc, double alpha, double beta) {
+  microkernel_body<Scalar1<double>, 4, 4, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta);
 }
 
 }  // namespace

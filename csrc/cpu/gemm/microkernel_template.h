@@ -6,13 +6,13 @@
 namespace zg {
 namespace {
 
-// V provides: using T, reg; static constexpr int width; zero(), load(p), loadu(p), storeu(p, r),
+// V provides: using T, reg; static constexpr int width; zero(), loadu(p), storeu(p, r),
 // broadcast(x), fma(a, b, c) = a * b + c, mul(a, b).
 template <class V, int MR, int NV, PanelLayout layout>
-void microkernel_body(long k, const typename V::T* __restrict a, long lda, const typename V::T* __restrict b,
+void microkernel_body(long k, const typename V::T* __restrict a, long lda, const typename V::T* __restrict b, long ldb,
                       typename V::T* __restrict c, long ldc, typename V::T alpha, typename V::T beta) {
   constexpr bool row_major = layout == PanelLayout::row_major;
-  constexpr int W = V::width, NR = NV * W;
+  constexpr int W = V::width;
   typename V::reg acc[MR][NV];
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
@@ -22,7 +22,7 @@ void microkernel_body(long k, const typename V::T* __restrict a, long lda, const
   for (long p = 0; p < k; ++p) {
     typename V::reg bv[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * W);
+    for (int v = 0; v < NV; ++v) bv[v] = V::loadu(b + v * W);
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
       typename V::reg ar = V::broadcast(row_major ? a[r * lda] : a[r]);
@@ -30,7 +30,7 @@ void microkernel_body(long k, const typename V::T* __restrict a, long lda, const
       for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
     }
     a += row_major ? 1 : MR;
-    b += NR;
+    b += ldb;
   }
 
   const typename V::reg va = V::broadcast(alpha);
