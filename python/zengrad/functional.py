@@ -1,0 +1,271 @@
+"""Differentiable ops on Tensors, each forward beside its backward; the heavy ones run on
+`zengrad.kernels`. Layouts: activations NHWC, filters HWIO, Dense kernels (in, out).
+
+Arguments may be Tensors or arrays (arrays are constants: they get no gradient).
+"""
+from __future__ import annotations
+
+from numbers import Real
+
+import numpy as np
+
+from . import kernels
+from .random import generator
+from .tensor import Tensor
+
+__all__ = [
+    "linear", "conv2d", "max_pool2d", "avg_pool2d", "relu", "sigmoid", "tanh", "softmax",
+    "log_softmax", "flatten", "dropout", "batch_norm", "cross_entropy", "categorical_cross_entropy",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
+]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _t(x, name, func) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return Tensor(x)
+    raise TypeError(f"{func}(): argument '{name}' must be a Tensor or a NumPy array, got {type(x).__name__}")
+
+
+def _like(x: Tensor, other, name, func) -> Tensor:
+    """`other` as a Tensor of x's float dtype (targets, labels given as arrays)."""
+    other = _t(other, name, func)
+    if other.shape != x.shape:
+        raise ValueError(f"{func}(): argument '{name}' must have shape {x.shape}, got {other.shape}")
+    return other if other.dtype == x.dtype else Tensor(other.data.astype(x.dtype))
+
+
+# ---- dense and convolutional layers ----
+
+def linear(x, w, b=None) -> Tensor:
+    """x (N, in) @ w (in, out) + b (out,) -> (N, out), on the GEMM kernel."""
+    x, w = _t(x, "x", "linear"), _t(w, "w", "linear")
+    b = None if b is None else _t(b, "b", "linear")
+    if b is None:
+        y = kernels.gemm(x.data, w.data)
+    else:  # the bias is the GEMM's starting C: no extra pass over the output
+        y = np.broadcast_to(b.data, (x.shape[0], w.shape[1])).copy() if x.ndim == 2 else None
+        if y is None:
+            raise ValueError(f"linear(): argument 'x' must be 2-dimensional (N, in), got shape {x.shape}")
+        kernels.gemm(x.data, w.data, y, beta=1.0)
+
+    def backward(g):
+        dx = kernels.gemm(g, w.data, trans_b=True) if x.requires_grad else None
+        dw = kernels.gemm(x.data, g, trans_a=True) if w.requires_grad else None
+        return (dx, dw) if b is None else (dx, dw, g.sum(axis=0))
+
+    return Tensor._result(y, (x, w) if b is None else (x, w, b), backward)
+
+
+def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1) -> Tensor:
+    """x (N, H, W, C) conv w (kh, kw, C, O) + b (O,) -> (N, Ho, Wo, O)."""
+    x, w = _t(x, "x", "conv2d"), _t(w, "w", "conv2d")
+    b = None if b is None else _t(b, "b", "conv2d")
+    geometry = dict(stride=stride, padding=padding, dilation=dilation)
+    y = kernels.conv2d(x.data, w.data, None if b is None else b.data, **geometry)
+
+    def backward(g):
+        dx = kernels.conv2d_backward_data(g, w.data, x.shape, **geometry) if x.requires_grad else None
+        if b is None:
+            dw = kernels.conv2d_backward_weight(x.data, g, w.shape, **geometry) if w.requires_grad else None
+            return dx, dw
+        dw, db = kernels.conv2d_backward_weight(x.data, g, w.shape, with_bias=True, **geometry)
+        return dx, dw, db
+
+    return Tensor._result(y, (x, w) if b is None else (x, w, b), backward)
+
+
+def max_pool2d(x, pool_size=2, stride=None, padding="valid") -> Tensor:
+    """Max over windows of x (N, H, W, C) -> (N, Ho, Wo, C); gradient to each window's first max."""
+    x = _t(x, "x", "max_pool2d")
+    y = kernels.max_pool2d(x.data, pool_size, stride=stride, padding=padding)
+    return Tensor._result(y, (x,), lambda g: (
+        kernels.max_pool2d_backward(g, x.data, pool_size, stride=stride, padding=padding),))
+
+
+def avg_pool2d(x, pool_size=2, stride=None, padding="valid") -> Tensor:
+    """Mean over the real elements of windows of x (N, H, W, C) -> (N, Ho, Wo, C)."""
+    x = _t(x, "x", "avg_pool2d")
+    y = kernels.avg_pool2d(x.data, pool_size, stride=stride, padding=padding)
+    return Tensor._result(y, (x,), lambda g: (
+        kernels.avg_pool2d_backward(g, x.data, pool_size, stride=stride, padding=padding),))
+
+
+def flatten(x) -> Tensor:
+    """(N, ...) -> (N, prod(...))."""
+    x = _t(x, "x", "flatten")
+    return x.reshape(x.shape[0], -1)
+
+
+# ---- activations ----
+
+def relu(x) -> Tensor:
+    x = _t(x, "x", "relu")
+    y = np.maximum(x.data, 0)
+    return Tensor._result(y, (x,), lambda g: (g * (x.data > 0),))
+
+
+def _sigmoid(z):
+    """1 / (1 + exp(-z)) without overflow for large |z|."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
+
+
+def sigmoid(x) -> Tensor:
+    x = _t(x, "x", "sigmoid")
+    s = _sigmoid(x.data)
+    return Tensor._result(s, (x,), lambda g: (g * s * (1 - s),))
+
+
+def tanh(x) -> Tensor:
+    x = _t(x, "x", "tanh")
+    t = np.tanh(x.data)
+    return Tensor._result(t, (x,), lambda g: (g * (1 - t * t),))
+
+
+def _softmax(z, axis):
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _log_softmax(z, axis):
+    shifted = z - z.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def softmax(x, axis=-1) -> Tensor:
+    x = _t(x, "x", "softmax")
+    s = _softmax(x.data, axis)
+    return Tensor._result(s, (x,), lambda g: (s * (g - (g * s).sum(axis=axis, keepdims=True)),))
+
+
+def log_softmax(x, axis=-1) -> Tensor:
+    x = _t(x, "x", "log_softmax")
+    y = _log_softmax(x.data, axis)
+    return Tensor._result(y, (x,), lambda g: (g - np.exp(y) * g.sum(axis=axis, keepdims=True),))
+
+
+# ---- regularisation and normalisation ----
+
+def dropout(x, rate, training) -> Tensor:
+    """Zero each element with probability `rate` and scale the rest by 1/(1-rate) when training."""
+    x = _t(x, "x", "dropout")
+    if isinstance(rate, bool) or not isinstance(rate, Real) or not 0 <= rate < 1:
+        raise ValueError(f"dropout(): argument 'rate' must be a number in [0, 1), got {rate!r}")
+    if not training or rate == 0:
+        return x
+    keep = (generator().random(x.shape) >= rate).astype(x.dtype) * x.dtype.type(1 / (1 - rate))
+    return Tensor._result(x.data * keep, (x,), lambda g: (g * keep,))
+
+
+def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.99, epsilon=1e-3) -> Tensor:
+    """Normalise x over every axis but the last, then scale by gamma and shift by beta (C,).
+
+    Training uses the batch's mean and (biased) variance and updates the running statistics
+    (arrays, in place) as Keras does: running = running * momentum + batch * (1 - momentum).
+    Inference uses the running statistics."""
+    x, gamma, beta = _t(x, "x", "batch_norm"), _t(gamma, "gamma", "batch_norm"), _t(beta, "beta", "batch_norm")
+    axes = tuple(range(x.ndim - 1))
+    if training:
+        mean, var = x.data.mean(axis=axes), x.data.var(axis=axes)
+        running_mean *= momentum
+        running_mean += (1 - momentum) * mean
+        running_var *= momentum
+        running_var += (1 - momentum) * var
+    else:
+        mean, var = running_mean, running_var
+    inv_std = (1 / np.sqrt(var + epsilon)).astype(x.dtype)
+    xhat = (x.data - mean) * inv_std
+    y = gamma.data * xhat + beta.data
+    count = x.size // x.shape[-1]
+
+    def backward(g):
+        dgamma, dbeta = (g * xhat).sum(axis=axes), g.sum(axis=axes)
+        if training:  # the batch statistics depend on x too
+            dx = (gamma.data * inv_std / count) * (count * g - dbeta - xhat * dgamma)
+        else:
+            dx = g * (gamma.data * inv_std)
+        return dx, dgamma, dbeta
+
+    return Tensor._result(y.astype(x.dtype, copy=False), (x, gamma, beta), backward)
+
+
+# ---- losses (means over the batch) ----
+
+def cross_entropy(logits, labels) -> Tensor:
+    """Mean of -log softmax(logits)[label]; logits (N, C), integer labels (N,) in [0, C)."""
+    z = _t(logits, "logits", "cross_entropy")
+    labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    if z.ndim != 2:
+        raise ValueError(f"cross_entropy(): argument 'logits' must be 2-dimensional (N, C), got shape {z.shape}")
+    if labels.shape != (z.shape[0],) or labels.dtype.kind not in "iu":
+        raise ValueError(f"cross_entropy(): argument 'labels' must be integers of shape ({z.shape[0]},), "
+                         f"got {labels.dtype} of shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= z.shape[1]):
+        raise ValueError(f"cross_entropy(): argument 'labels' must lie in [0, {z.shape[1]}), "
+                         f"got values in [{labels.min()}, {labels.max()}]")
+    n = z.shape[0]
+    logp = _log_softmax(z.data, axis=1)
+    rows = np.arange(n)
+    loss = -logp[rows, labels].mean(dtype=z.dtype)
+
+    def backward(g):
+        d = np.exp(logp)
+        d[rows, labels] -= 1
+        return (d * (g / n),)
+
+    return Tensor._result(np.asarray(loss, z.dtype), (z,), backward)
+
+
+def categorical_cross_entropy(logits, targets) -> Tensor:
+    """Mean of -sum(targets * log softmax(logits)); targets (N, C) one-hot or probabilities."""
+    z = _t(logits, "logits", "categorical_cross_entropy")
+    target = _like(z, targets, "targets", "categorical_cross_entropy")
+    t, n = target.data, z.shape[0]
+    logp = _log_softmax(z.data, axis=-1)
+    loss = -(t * logp).sum() / n
+
+    def backward(g):
+        return (np.exp(logp) * t.sum(axis=-1, keepdims=True) - t) * (g / n), -logp * (g / n)
+
+    return Tensor._result(np.asarray(loss, z.dtype), (z, target), backward)
+
+
+def binary_cross_entropy(probs, targets, epsilon=1e-7) -> Tensor:
+    """Mean of -(t log p + (1 - t) log(1 - p)), p clipped to [epsilon, 1 - epsilon] as Keras does."""
+    p = _t(probs, "probs", "binary_cross_entropy")
+    target = _like(p, targets, "targets", "binary_cross_entropy")
+    t = target.data
+    clipped = np.clip(p.data, epsilon, 1 - epsilon)
+    log_p, log_q = np.log(clipped), np.log(1 - clipped)
+    loss = -(t * log_p + (1 - t) * log_q).mean()
+    inside = (p.data > epsilon) & (p.data < 1 - epsilon)  # the clip passes no gradient outside
+
+    def backward(g):
+        scale = g / p.size
+        return (clipped - t) / (clipped * (1 - clipped)) * inside * scale, (log_q - log_p) * scale
+
+    return Tensor._result(np.asarray(loss, p.dtype), (p, target), backward)
+
+
+def binary_cross_entropy_with_logits(logits, targets) -> Tensor:
+    """binary_cross_entropy(sigmoid(logits), targets), computed stably from the logits."""
+    z = _t(logits, "logits", "binary_cross_entropy_with_logits")
+    target = _like(z, targets, "targets", "binary_cross_entropy_with_logits")
+    t = target.data
+    loss = (np.maximum(z.data, 0) - z.data * t + np.log1p(np.exp(-np.abs(z.data)))).mean()
+    return Tensor._result(np.asarray(loss, z.dtype), (z, target),
+                          lambda g: ((_sigmoid(z.data) - t) * (g / z.size), -z.data * (g / z.size)))
+
+
+def mse_loss(pred, target) -> Tensor:
+    """Mean of (pred - target) ** 2 over every element."""
+    p = _t(pred, "pred", "mse_loss")
+    target = _like(p, target, "target", "mse_loss")
+    diff = p.data - target.data
+    return Tensor._result(np.asarray((diff * diff).mean(), p.dtype), (p, target),
+                          lambda g: (diff * (2 * g / p.size), diff * (-2 * g / p.size)))
+

@@ -1,0 +1,321 @@
+"""Tensor and define-by-run autograd.
+
+A Tensor wraps an array (`.data`). An op on tensors that require gradients records, on its
+result, the tensors it came from (`_parents`) and a function (`_backward`) that maps the
+gradient of the result to the gradients of those parents. `backward()` visits the recorded
+graph once, in reverse topological order, and accumulates gradients into the `.grad` of the
+leaves (tensors created by the user, such as parameters). Each op's forward and backward sit
+side by side below; the heavy ones (matmul) call `zengrad.kernels`.
+"""
+from __future__ import annotations
+
+import contextlib
+from numbers import Number
+
+import numpy as np
+
+from . import kernels
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Within the block, ops record no graph (inference, optimizer updates)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+def _unbroadcast(grad, shape):
+    """Sum `grad` down to `shape`, undoing NumPy broadcasting."""
+    if grad.shape == shape:
+        return grad
+    grad = grad.sum(axis=tuple(range(grad.ndim - len(shape))))
+    axes = tuple(i for i, size in enumerate(shape) if size == 1 and grad.shape[i] != 1)
+    return grad.sum(axis=axes, keepdims=True) if axes else grad
+
+
+def _axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    axis = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    return tuple(a % ndim for a in axis)
+
+
+class Tensor:
+    """An array with an optional gradient. Shapes and dtypes are those of `.data`."""
+
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward")
+    __array_ufunc__ = None  # NumPy defers to Tensor's operators: ndarray * Tensor -> Tensor
+
+    def __init__(self, data, requires_grad=False):
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._parents = ()
+        self._backward = None
+
+    # ---- plumbing ----
+
+    @staticmethod
+    def _result(data, parents, backward) -> "Tensor":
+        """The output of an op; records the graph when a parent needs a gradient."""
+        out = Tensor(data)
+        if _grad_enabled and any(p.requires_grad for p in parents):
+            out.requires_grad = True
+            out._parents = parents
+            out._backward = backward
+        return out
+
+    def _lift(self, other) -> "Tensor":
+        """`other` as a Tensor of this one's dtype (Python/NumPy scalars and arrays are constants)."""
+        if isinstance(other, Tensor):
+            if other.data.dtype != self.data.dtype and other.data.dtype in _FLOATS and self.data.dtype in _FLOATS:
+                raise TypeError(f"cannot combine {self.data.dtype} and {other.data.dtype} tensors; "
+                                "convert one with zg.tensor(t.numpy(), dtype=...) first")
+            return other
+        if isinstance(other, (Number, np.ndarray, np.generic, list, tuple)):
+            return Tensor(np.asarray(other, dtype=self.data.dtype))
+        raise TypeError(f"unsupported operand type for Tensor: {type(other).__name__}")
+
+    # ---- properties ----
+
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    device = property(lambda self: "cpu")
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self):
+        return self.data.item()
+
+    def detach(self) -> "Tensor":
+        """The same data, cut from the graph."""
+        return Tensor(self.data)
+
+    def to(self, device: str) -> "Tensor":
+        if device != "cpu":
+            raise ValueError(f"Tensor.to(): argument 'device' must be 'cpu' in this build, got {device!r}")
+        return self
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({np.array2string(self.data, precision=4, threshold=20)}, dtype={self.dtype}{grad})"
+
+    # ---- backward ----
+
+    def backward(self, grad=None) -> None:
+        """Accumulate d(self)/d(leaf) * grad into the `.grad` of every leaf that requires it.
+
+        grad may be omitted when self is a scalar (it is then 1)."""
+        if not self.requires_grad:
+            raise RuntimeError("backward(): this tensor does not require grad (no leaf it depends on does)")
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(f"backward(): argument 'grad' must be given for a non-scalar tensor "
+                                 f"of shape {self.shape}")
+            grad = np.ones_like(self.data)
+        grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.data.dtype)
+        if grad.shape != self.shape:
+            raise ValueError(f"backward(): argument 'grad' must have shape {self.shape}, got {grad.shape}")
+
+        # Post-order depth-first search, iterative so that deep graphs need no recursion: a
+        # node is appended after everything it depends on, so the reversed order visits each
+        # node only once all the gradients flowing into it have arrived.
+        order, visited, stack = [], set(), [(self, False)]
+        while stack:
+            node, finished = stack.pop()
+            if finished:
+                order.append(node)
+                continue
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
+            stack.append((node, True))
+            stack.extend((p, False) for p in node._parents if p.requires_grad and id(p) not in visited)
+
+        grads = {id(self): grad}
+        for node in reversed(order):
+            g = grads.pop(id(node))
+            if node._backward is None:  # a leaf
+                node.grad = g.copy() if node.grad is None else node.grad + g
+                continue
+            for parent, pg in zip(node._parents, node._backward(g)):
+                if pg is None or not parent.requires_grad:
+                    continue
+                key = id(parent)
+                grads[key] = pg if key not in grads else grads[key] + pg
+
+    # ---- arithmetic (broadcasting) ----
+
+    def __add__(self, other):
+        other = self._lift(other)
+        return Tensor._result(self.data + other.data, (self, other),
+                              lambda g: (_unbroadcast(g, self.shape), _unbroadcast(g, other.shape)))
+
+    def __sub__(self, other):
+        other = self._lift(other)
+        return Tensor._result(self.data - other.data, (self, other),
+                              lambda g: (_unbroadcast(g, self.shape), _unbroadcast(-g, other.shape)))
+
+    def __mul__(self, other):
+        other = self._lift(other)
+        return Tensor._result(self.data * other.data, (self, other),
+                              lambda g: (_unbroadcast(g * other.data, self.shape),
+                                         _unbroadcast(g * self.data, other.shape)))
+
+    def __truediv__(self, other):
+        other = self._lift(other)
+        return Tensor._result(self.data / other.data, (self, other),
+                              lambda g: (_unbroadcast(g / other.data, self.shape),
+                                         _unbroadcast(-g * self.data / other.data**2, other.shape)))
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, Tensor) or not isinstance(exponent, Number):
+            raise TypeError("Tensor ** supports a constant (int or float) exponent")
+        return Tensor._result(self.data**exponent, (self,),
+                              lambda g: (g * exponent * self.data ** (exponent - 1),))
+
+    def __neg__(self):
+        return Tensor._result(-self.data, (self,), lambda g: (-g,))
+
+    def __radd__(self, other):
+        return self._lift(other) + self
+
+    def __rsub__(self, other):
+        return self._lift(other) - self
+
+    def __rmul__(self, other):
+        return self._lift(other) * self
+
+    def __rtruediv__(self, other):
+        return self._lift(other) / self
+
+    def __matmul__(self, other):
+        """Matrix product; 2-D floating operands run on the GEMM kernel."""
+        other = self._lift(other)
+        a, b = self.data, other.data
+        if a.ndim == 2 and b.ndim == 2 and a.dtype in _FLOATS:
+            out = kernels.gemm(a, b)
+            return Tensor._result(out, (self, other),
+                                  lambda g: (kernels.gemm(g, b, trans_b=True) if self.requires_grad else None,
+                                             kernels.gemm(a, g, trans_a=True) if other.requires_grad else None))
+
+        a2 = a if a.ndim > 1 else a[None, :]  # vectors as 1-row / 1-column matrices
+        b2 = b if b.ndim > 1 else b[:, None]
+        full = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]) + (a2.shape[-2], b2.shape[-1])
+
+        def backward(g):  # batched or vector products: NumPy's matmul, gradients unbroadcast
+            g2 = g.reshape(full)
+            da = _unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+            db = _unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
+            return da, db
+
+        return Tensor._result(a @ b, (self, other), backward)
+
+    def __rmatmul__(self, other):
+        return self._lift(other) @ self
+
+    # ---- reductions ----
+
+    def sum(self, axis=None, keepdims=False):
+        axes = _axes(axis, self.ndim)
+
+        def backward(g):
+            g = g if keepdims else np.expand_dims(g, axes)
+            return (np.broadcast_to(g, self.shape).copy(),)
+
+        return Tensor._result(self.data.sum(axis=axes, keepdims=keepdims), (self,), backward)
+
+    def mean(self, axis=None, keepdims=False):
+        axes = _axes(axis, self.ndim)
+        count = int(np.prod([self.shape[a] for a in axes])) if axes else 1
+        return self.sum(axis=axes, keepdims=keepdims) * (1.0 / count)
+
+    def max(self, axis=None, keepdims=False):
+        """The maximum; its gradient goes to the first maximal element along the axes."""
+        axes = _axes(axis, self.ndim)
+        rest = tuple(a for a in range(self.ndim) if a not in axes)
+        moved = np.transpose(self.data, rest + axes)
+        flat = moved.reshape(moved.shape[:len(rest)] + (-1,))
+        winner = np.argmax(flat, axis=-1)
+        best = np.take_along_axis(flat, winner[..., None], axis=-1)[..., 0]
+        out = best.reshape(best.shape + (1,) * len(axes)) if keepdims else best
+        if keepdims:
+            out = np.transpose(out, np.argsort(rest + axes))
+
+        def backward(g):
+            g = g.reshape(best.shape)
+            dflat = np.zeros_like(flat)
+            np.put_along_axis(dflat, winner[..., None], g[..., None], axis=-1)
+            return (np.transpose(dflat.reshape(moved.shape), np.argsort(rest + axes)),)
+
+        return Tensor._result(out, (self,), backward)
+
+    # ---- shape ----
+
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return Tensor._result(self.data.reshape(shape), (self,), lambda g: (g.reshape(self.shape),))
+
+    def transpose(self, *axes):
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        axes = tuple(axes) if axes else tuple(reversed(range(self.ndim)))
+        inverse = tuple(np.argsort(axes))
+        return Tensor._result(np.transpose(self.data, axes), (self,), lambda g: (np.transpose(g, inverse),))
+
+    T = property(lambda self: self.transpose())
+
+    def __getitem__(self, index):
+        index = index.data if isinstance(index, Tensor) else index
+
+        def backward(g):
+            grad = np.zeros_like(self.data)
+            np.add.at(grad, index, g)  # repeated indices accumulate
+            return (grad,)
+
+        return Tensor._result(self.data[index], (self,), backward)
+
+    # ---- elementwise functions ----
+
+    def exp(self):
+        out = np.exp(self.data)
+        return Tensor._result(out, (self,), lambda g: (g * out,))
+
+    def log(self):
+        return Tensor._result(np.log(self.data), (self,), lambda g: (g / self.data,))
+
+
+def tensor(data, requires_grad=False, dtype=None, device="cpu") -> Tensor:
+    """A new Tensor holding a copy of `data`; floats become float32 unless `dtype` is given."""
+    if device != "cpu":
+        raise ValueError(f"tensor(): argument 'device' must be 'cpu' in this build, got {device!r}")
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype.kind == "f" and dtype not in _FLOATS:
+            raise TypeError(f"tensor(): argument 'dtype' must be float32 or float64 for floats, got {dtype}")
+        array = np.array(data, dtype=dtype)
+    else:
+        array = np.array(data)
+        if array.dtype.kind == "f":
+            array = array.astype(np.float32, copy=False)
+    if requires_grad and array.dtype not in _FLOATS:
+        raise TypeError(f"tensor(): only float32/float64 tensors can require grad, got {array.dtype}")
+    return Tensor(array, requires_grad=requires_grad)
