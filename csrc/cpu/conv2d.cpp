@@ -9,47 +9,120 @@
 namespace zg {
 namespace {
 
-// Implicit im2col for the forward pass: row = output pixel (n, oh, ow), column = filter tap and
-// input channel (i, j, ci), i.e. the row of w viewed as a (kh*kw*c, o) matrix.
+template <class T>
+inline void zero(T* d, long count) {
+  for (long t = 0; t < count; ++t) d[t] = T(0);
+}
+
+template <class T>
+inline void copy(T* d, const T* s, long count) {
+  for (long t = 0; t < count; ++t) d[t] = s[t];
+}
+
+// The patch rows of an image (h x w pixels of c channels) under a kh x kw window dilated by
+// (dh, dw): the row of the window whose top-left tap lands on (top, left) concatenates, for
+// taps (i, j) in row-major order, the c channels at pixel (top + i*dh, left + j*dw), or zeros
+// where that pixel is outside the image. One kernel row of taps is one segment of kw*c columns,
+// and with dw == 1 a segment is a single contiguous piece of the image: copied as one run.
+template <class T>
+struct PatchRows {
+  long h, w, c, kh, kw, dh, dw;
+
+  // Columns [p0, p0 + depth) of the row at (top, left) of `image`, into d[0, depth).
+  void gather(T* d, const T* image, long top, long left, long p0, long depth) const {
+    const long seg = kw * c, end = p0 + depth;
+    d -= p0;  // index d by column
+    for (long p = p0; p < end;) {
+      const long i = p / seg, first = i * seg, last = std::min(first + seg, end);
+      const long ih = top + i * dh;
+      if (ih < 0 || ih >= h) {
+        zero(d + p, last - p);
+      } else if (dw == 1) {
+        const T* piece = image + (ih * w + left) * c - first;  // piece[q]: column q of this segment
+        const long lo = std::min(first + std::max(0L, -left) * c, last);
+        const long hi = std::clamp(first + (w - left) * c, lo, last);
+        zero(d + p, std::max(lo - p, 0L));
+        copy(d + std::max(p, lo), piece + std::max(p, lo), std::max(hi - std::max(p, lo), 0L));
+        zero(d + std::max(p, hi), last - std::max(p, hi));
+      } else {
+        for (long q = p; q < last;) {
+          const long j = (q - first) / c, ci = (q - first) % c, run = std::min(c - ci, last - q);
+          const long iw = left + j * dw;
+          if (iw >= 0 && iw < w) copy(d + q, image + (ih * w + iw) * c + ci, run);
+          else zero(d + q, run);
+          q += run;
+        }
+      }
+      p = last;
+    }
+  }
+};
+
+// Visits `count` consecutive pixels of an (n, ho, wo) grid from flat index `first`, calling
+// fn(image, oh, ow) for each; one division for the whole walk.
+template <class Fn>
+inline void for_each_pixel(long first, long count, long ho, long wo, Fn fn) {
+  long ow = first % wo, oh = first / wo % ho, n = first / (wo * ho);
+  for (long t = 0; t < count; ++t) {
+    fn(n, oh, ow);
+    if (++ow == wo) {
+      ow = 0;
+      if (++oh == ho) oh = 0, ++n;
+    }
+  }
+}
+
+// Forward pass, implicit im2col: row = output pixel (n, oh, ow), column = (i, j, ci), i.e. a
+// row of w seen as a (kh*kw*c, o) matrix. Rows are contiguous runs of x: row-major panels
+// (stacked, they are simply a row-major matrix with row stride `depth`).
 template <class T>
 struct OutputPixelPatches {
   const T* x;
   const Window& g;
+  PatchRows<T> patches{g.h, g.w, g.c, g.kh, g.kw, g.dh, g.dw};
 
   PanelLayout layout() const { return PanelLayout::row_major; }
   const T* direct(long, long, long*) const { return nullptr; }  // gathered: always packed
 
   void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
-    for (long r0 = 0; r0 < rows; r0 += mr, dst += mr * depth) {
-      for (long r = 0; r < mr; ++r) {
-        T* d = dst + r * depth;
-        if (r0 + r >= rows) {
-          std::fill(d, d + depth, T(0));
-          continue;
-        }
-        const long pixel = i0 + r0 + r, ow = pixel % g.wo, oh = pixel / g.wo % g.ho, n = pixel / (g.wo * g.ho);
-        const long ih0 = oh * g.sh - g.pt, iw0 = ow * g.sw - g.pl;
-        long tap = p0 / g.c, ci = p0 % g.c;
-        for (long p = 0; p < depth; ci = 0, ++tap) {
-          const long run = std::min(g.c - ci, depth - p);
-          const long ih = ih0 + tap / g.kw * g.dh, iw = iw0 + tap % g.kw * g.dw;
-          if (ih >= 0 && ih < g.h && iw >= 0 && iw < g.w) {
-            const T* s = x + ((n * g.h + ih) * g.w + iw) * g.c + ci;
-            std::copy(s, s + run, d + p);
-          } else {
-            std::fill(d + p, d + p + run, T(0));
-          }
-          p += run;
-        }
-      }
-    }
+    const long panels = (rows + mr - 1) / mr;
+    for_each_pixel(i0, rows, g.ho, g.wo, [&, r = 0L](long n, long oh, long ow) mutable {
+      T* d = dst + r * depth;
+      patches.gather(d, x + n * g.h * g.w * g.c, oh * g.sh - g.pt, ow * g.sw - g.pl, p0, depth);
+      ++r;
+    });
+    zero(dst + rows * depth, (panels * mr - rows) * depth);  // the ragged last panel's padding rows
   }
 };
 
-// Implicit patches of dy for the backward-data pass: row = input pixel (n, ih, iw), column =
-// (i, j, co): the output pixel that tap (i, j) maps (ih, iw) to, when the stride lands on one.
+// Backward-data pass for stride 1: row = input pixel (n, ih, iw), column = (i', j', co) with
+// the taps flipped (i' = kh-1-i): then a row is a patch of dy, gathered like the forward's.
 template <class T>
-struct InputPixelPatches {
+struct FlippedOutputPatches {
+  const T* dy;
+  long o;
+  const Window& g;
+  PatchRows<T> patches{g.ho, g.wo, o, g.kh, g.kw, g.dh, g.dw};
+
+  PanelLayout layout() const { return PanelLayout::row_major; }
+  const T* direct(long, long, long*) const { return nullptr; }  // gathered: always packed
+
+  void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
+    const long panels = (rows + mr - 1) / mr;
+    for_each_pixel(i0, rows, g.h, g.w, [&, r = 0L](long n, long ih, long iw) mutable {
+      T* d = dst + r * depth;
+      patches.gather(d, dy + n * g.ho * g.wo * o, ih + g.pt - (g.kh - 1) * g.dh, iw + g.pl - (g.kw - 1) * g.dw,
+                     p0, depth);
+      ++r;
+    });
+    zero(dst + rows * depth, (panels * mr - rows) * depth);  // the ragged last panel's padding rows
+  }
+};
+
+// Backward-data pass for strides > 1: as above, but a tap contributes only where the stride
+// lands on an output pixel ((ih + pt - i*dh) divisible by sh), so each tap is checked alone.
+template <class T>
+struct StridedFlippedOutputPatches {
   const T* dy;
   long o;
   const Window& g;
@@ -58,39 +131,35 @@ struct InputPixelPatches {
   const T* direct(long, long, long*) const { return nullptr; }  // gathered: always packed
 
   void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
-    for (long r0 = 0; r0 < rows; r0 += mr, dst += mr * depth) {
-      for (long r = 0; r < mr; ++r) {
-        T* d = dst + r * depth;
-        if (r0 + r >= rows) {
-          std::fill(d, d + depth, T(0));
-          continue;
-        }
-        const long pixel = i0 + r0 + r, iw = pixel % g.w, ih = pixel / g.w % g.h, n = pixel / (g.w * g.h);
-        long tap = p0 / o, co = p0 % o;
-        for (long p = 0; p < depth; co = 0, ++tap) {
-          const long run = std::min(o - co, depth - p);
-          const long oh_s = ih + g.pt - tap / g.kw * g.dh, ow_s = iw + g.pl - tap % g.kw * g.dw;
-          const long oh = oh_s / g.sh, ow = ow_s / g.sw;
-          if (oh_s >= 0 && ow_s >= 0 && oh_s % g.sh == 0 && ow_s % g.sw == 0 && oh < g.ho && ow < g.wo) {
-            const T* s = dy + ((n * g.ho + oh) * g.wo + ow) * o + co;
-            std::copy(s, s + run, d + p);
-          } else {
-            std::fill(d + p, d + p + run, T(0));
-          }
-          p += run;
-        }
+    const long panels = (rows + mr - 1) / mr;
+    for_each_pixel(i0, rows, g.h, g.w, [&, r = 0L](long n, long ih, long iw) mutable {
+      T* d = dst + r * depth - p0;
+      for (long q = p0; q < p0 + depth;) {
+        const long tap = q / o, co = q % o, run = std::min(o - co, p0 + depth - q);
+        const long i = g.kh - 1 - tap / g.kw, j = g.kw - 1 - tap % g.kw;
+        const long oh_s = ih + g.pt - i * g.dh, ow_s = iw + g.pl - j * g.dw;
+        const long oh = oh_s / g.sh, ow = ow_s / g.sw;
+        if (oh_s >= 0 && ow_s >= 0 && oh_s % g.sh == 0 && ow_s % g.sw == 0 && oh < g.ho && ow < g.wo)
+          copy(d + q, dy + ((n * g.ho + oh) * g.wo + ow) * o + co, run);
+        else
+          zero(d + q, run);
+        q += run;
       }
-    }
+      ++r;
+    });
+    zero(dst + rows * depth, (panels * mr - rows) * depth);  // the ragged last panel's padding rows
   }
 };
 
-// Transposed implicit im2col for the backward-weight pass: row = (i, j, ci), column = output
-// pixel, counted from `first_pixel` (one chunk of the batch's pixels).
+// Backward-weight pass, transposed implicit im2col: row = (i, j, ci), column = output pixel
+// counted from `first_pixel` (one chunk of the batch). A column is a piece of one patch row,
+// contiguous in a column-major panel.
 template <class T>
 struct TapRowsOverPixels {
   const T* x;
   long first_pixel;
   const Window& g;
+  PatchRows<T> patches{g.h, g.w, g.c, g.kh, g.kw, g.dh, g.dw};
 
   PanelLayout layout() const { return PanelLayout::column_major; }
   const T* direct(long, long, long*) const { return nullptr; }  // gathered: always packed
@@ -98,25 +167,12 @@ struct TapRowsOverPixels {
   void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
     for (long r0 = 0; r0 < rows; r0 += mr, dst += mr * depth) {
       const long height = std::min<long>(mr, rows - r0);
-      for (long p = 0; p < depth; ++p) {
-        const long pixel = first_pixel + p0 + p;
-        const long ow = pixel % g.wo, oh = pixel / g.wo % g.ho, n = pixel / (g.wo * g.ho);
-        const long ih0 = oh * g.sh - g.pt, iw0 = ow * g.sw - g.pl;
+      for_each_pixel(first_pixel + p0, depth, g.ho, g.wo, [&, p = 0L](long n, long oh, long ow) mutable {
         T* d = dst + p * mr;
-        long row = i0 + r0, tap = row / g.c, ci = row % g.c;
-        for (long r = 0; r < height; ci = 0, ++tap) {
-          const long run = std::min(g.c - ci, height - r);
-          const long ih = ih0 + tap / g.kw * g.dh, iw = iw0 + tap % g.kw * g.dw;
-          if (ih >= 0 && ih < g.h && iw >= 0 && iw < g.w) {
-            const T* s = x + ((n * g.h + ih) * g.w + iw) * g.c + ci;
-            std::copy(s, s + run, d + r);
-          } else {
-            std::fill(d + r, d + r + run, T(0));
-          }
-          r += run;
-        }
-        std::fill(d + height, d + mr, T(0));
-      }
+        patches.gather(d, x + n * g.h * g.w * g.c, oh * g.sh - g.pt, ow * g.sw - g.pl, i0 + r0, height);
+        zero(d + height, mr - height);
+        ++p;
+      });
     }
   }
 };
@@ -136,14 +192,19 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, long o, const Wind
 
 template <class T>
 void conv2d_backward_data(const T* dy, const T* w, T* dx, long o, const Window& g) {
-  // w as a (kh*kw*o, c) matrix: the taps' filters transposed (small: copied once per call).
+  // w as a (kh*kw*o, c) matrix, taps flipped and each tap's filter transposed, to match the
+  // rows of the dy patches (small: made once per call).
   const long taps = g.kh * g.kw;
   std::vector<T> wt(taps * o * g.c);
   for (long tap = 0; tap < taps; ++tap)
     for (long ci = 0; ci < g.c; ++ci)
-      for (long co = 0; co < o; ++co) wt[(tap * o + co) * g.c + ci] = w[(tap * g.c + ci) * o + co];
-  gemm_driver<T>(g.n * g.h * g.w, g.c, taps * o, InputPixelPatches<T>{dy, o, g}, StridedMatrix<T>{wt.data(), g.c, 1},
-                 dx, g.c, T(1), T(0));
+      for (long co = 0; co < o; ++co) wt[(tap * o + co) * g.c + ci] = w[((taps - 1 - tap) * g.c + ci) * o + co];
+  const StridedMatrix<T> filters{wt.data(), g.c, 1};
+  const long m = g.n * g.h * g.w;
+  if (g.sh == 1 && g.sw == 1)
+    gemm_driver<T>(m, g.c, taps * o, FlippedOutputPatches<T>{dy, o, g}, filters, dx, g.c, T(1), T(0));
+  else
+    gemm_driver<T>(m, g.c, taps * o, StridedFlippedOutputPatches<T>{dy, o, g}, filters, dx, g.c, T(1), T(0));
 }
 
 template <class T>

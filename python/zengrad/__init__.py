@@ -2,12 +2,12 @@
 __version__ = "0.1.0"
 
 # The version must exist before the submodules load.
-from . import functional, kernels, random  # noqa: E402
+from . import datasets, functional, kernels, random  # noqa: E402
 from ._runtime import get_num_threads, info, set_num_threads  # noqa: E402
 from .random import manual_seed  # noqa: E402
 from .tensor import Tensor, is_grad_enabled, no_grad, tensor  # noqa: E402
 
 __all__ = [
-    "__version__", "info", "kernels", "functional", "random", "set_num_threads", "get_num_threads",
+    "__version__", "info", "kernels", "functional", "random", "datasets", "set_num_threads", "get_num_threads",
     "manual_seed", "Tensor", "tensor", "no_grad", "is_grad_enabled",
 ]
