@@ -1,14 +1,9 @@
 """The "cpp" backend: zengrad._cpu, the compiled SIMD kernels. Outputs are allocated here."""
-import dataclasses
 import types
 
 import numpy as np
 
 from zengrad import _cpu  # ImportError here marks the backend unavailable
-
-
-def _geometry(g):
-    return dataclasses.astuple(g)
 
 
 def gemm(a, b, out, trans_a, trans_b, alpha, beta):
@@ -18,44 +13,44 @@ def gemm(a, b, out, trans_a, trans_b, alpha, beta):
 
 def conv2d(x, w, b, g):
     y = np.empty((g.n, g.ho, g.wo, w.shape[3]), x.dtype)
-    _cpu.conv2d(x, w, b, y, _geometry(g))
+    _cpu.conv2d(x, w, b, y, g)
     return y
 
 
 def conv2d_backward_data(dy, w, g):
     dx = np.empty(g.x_shape, dy.dtype)
-    _cpu.conv2d_backward_data(dy, w, dx, _geometry(g))
+    _cpu.conv2d_backward_data(dy, w, dx, g)
     return dx
 
 
 def conv2d_backward_weight(x, dy, w_shape, g, with_bias):
     dw = np.empty(w_shape, x.dtype)
     db = np.empty(w_shape[3], x.dtype) if with_bias else None
-    _cpu.conv2d_backward_weight(x, dy, dw, db, _geometry(g))
+    _cpu.conv2d_backward_weight(x, dy, dw, db, g)
     return (dw, db) if with_bias else dw
 
 
 def max_pool2d(x, g):
     y = np.empty((g.n, g.ho, g.wo, g.c), x.dtype)
-    _cpu.max_pool2d(x, y, _geometry(g))
+    _cpu.max_pool2d(x, y, g)
     return y
 
 
 def max_pool2d_backward(dy, x, g):
     dx = np.empty(g.x_shape, dy.dtype)
-    _cpu.max_pool2d_backward(dy, x, dx, _geometry(g))
+    _cpu.max_pool2d_backward(dy, x, dx, g)
     return dx
 
 
 def avg_pool2d(x, g):
     y = np.empty((g.n, g.ho, g.wo, g.c), x.dtype)
-    _cpu.avg_pool2d(x, y, _geometry(g))
+    _cpu.avg_pool2d(x, y, g)
     return y
 
 
 def avg_pool2d_backward(dy, x, g):
     dx = np.empty(g.x_shape, dy.dtype)
-    _cpu.avg_pool2d_backward(dy, dx, _geometry(g))
+    _cpu.avg_pool2d_backward(dy, dx, g)
     return dx
 
 

@@ -9,8 +9,8 @@ Inputs that are not C-contiguous are copied to a C-contiguous array (never modif
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 
@@ -115,9 +115,9 @@ def _explicit_padding(func: str, padding) -> tuple[tuple[int, int], tuple[int, i
     return tuple(tuple(int(v) for v in p) for p in spec)
 
 
-@dataclass(frozen=True)
-class Window:
-    """Geometry of a sliding-window op on an NHWC input (convolution or pooling)."""
+class Window(NamedTuple):
+    """Geometry of a sliding-window op on an NHWC input (convolution or pooling); a tuple, so
+    that it passes to the compiled kernels as it is."""
     n: int
     h: int
     w: int
