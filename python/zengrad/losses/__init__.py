@@ -1,0 +1,199 @@
+"""Loss objects (Keras names): loss(y_true, y_pred) -> scalar Tensor, the mean over the batch.
+
+y_pred is a Tensor (the model's output); y_true a NumPy array. Classification losses built on
+probabilities (from_logits=False) clip them to [1e-7, 1 - 1e-7] as Keras does. When a model's
+last activation is the one a loss expects (softmax for the cross-entropies, sigmoid for binary
+cross-entropy), the training loop calls `loss.from_logits_loss(y_true, logits)` instead: the
+same value, computed stably from the pre-activation logits.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import zengrad as zg
+
+from .. import functional as F
+
+EPSILON = 1e-7
+
+__all__ = ["Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy",
+           "MeanSquaredError", "get", "KNOWN"]
+
+
+def _const(value, like):
+    return zg.tensor(np.asarray(value, dtype=like.dtype), dtype=like.dtype)
+
+
+def _clip(p, lo, hi):
+    """clip(p, lo, hi) with clip's gradient (1 inside the range, 0 outside), from Tensor ops."""
+    inside = ((p.data >= lo) & (p.data <= hi)).astype(p.dtype)
+    return p * _const(inside, p) + _const(np.clip(p.data, lo, hi) * (1 - inside), p)
+
+
+def _targets_like(y_true, y_pred, owner):
+    """y_true as a float array broadcastable to y_pred's shape ((N,) becomes (N, 1))."""
+    y = np.asarray(y_true.data if isinstance(y_true, zg.Tensor) else y_true)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"{owner}: targets must be numeric, got dtype {y.dtype}")
+    y = y.astype(y_pred.dtype, copy=False)
+    if y.ndim == len(y_pred.shape) - 1:
+        y = y.reshape(y.shape + (1,))
+    if y.shape != tuple(y_pred.shape):
+        raise ValueError(f"{owner}: targets of shape {y.shape} do not match predictions of shape "
+                         f"{tuple(y_pred.shape)}")
+    return y
+
+
+class Loss:
+    """Base class: subclasses define call(y_true, y_pred) -> scalar Tensor."""
+
+    fused_activation = None    # the last activation whose logits from_logits_loss takes
+
+    def __init__(self, name=None):
+        self.name = name or type(self).__name__
+
+    def __call__(self, y_true, y_pred):
+        return self.call(y_true, y_pred)
+
+    def call(self, y_true, y_pred):
+        raise NotImplementedError
+
+    def from_logits_loss(self, y_true, logits):
+        raise NotImplementedError
+
+    def check_targets(self, y_true, output_shape):
+        """Validate a whole target array against the model's output shape (batch axis None)."""
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """Integer labels (N,) or (N, 1) against class scores (N, C)."""
+
+    def __init__(self, from_logits=False, name="sparse_categorical_crossentropy"):
+        super().__init__(name)
+        self.from_logits = bool(from_logits)
+        self.fused_activation = None if from_logits else "softmax"
+
+    def _labels(self, y_true, num_classes):
+        y = np.asarray(y_true.data if isinstance(y_true, zg.Tensor) else y_true)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise ValueError(f"{self.name}: labels must have shape (N,) or (N, 1), got {y.shape}")
+        if y.dtype.kind == "f":
+            if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+                raise ValueError(f"{self.name}: labels must be integers (class indices), got non-integral values")
+        elif y.dtype.kind not in "biu":
+            raise TypeError(f"{self.name}: labels must be integer class indices, got dtype {y.dtype}")
+        if y.size and num_classes is not None:
+            lo, hi = y.min(), y.max()
+            if lo < 0 or hi >= num_classes:
+                bad = lo if lo < 0 else hi
+                raise ValueError(f"{self.name}: label {bad:g} is out of range for {num_classes} classes "
+                                 f"(labels must be in [0, {num_classes - 1}])")
+        return y.astype(np.int64, copy=False)
+
+    def check_targets(self, y_true, output_shape):
+        self._labels(y_true, output_shape[-1])
+
+    def call(self, y_true, y_pred):
+        labels = self._labels(y_true, y_pred.shape[-1])
+        if self.from_logits:
+            return F.cross_entropy(y_pred, labels)
+        p = y_pred / y_pred.sum(axis=-1, keepdims=True)
+        onehot = np.zeros(tuple(y_pred.shape), dtype=y_pred.dtype)
+        onehot[np.arange(len(labels)), labels] = 1
+        return -(_const(onehot, p) * _clip(p, EPSILON, 1 - EPSILON).log()).sum(axis=-1).mean()
+
+    def from_logits_loss(self, y_true, logits):
+        return F.cross_entropy(logits, self._labels(y_true, logits.shape[-1]))
+
+
+class CategoricalCrossentropy(Loss):
+    """One-hot (or probability) targets (N, C) against class scores (N, C)."""
+
+    def __init__(self, from_logits=False, name="categorical_crossentropy"):
+        super().__init__(name)
+        self.from_logits = bool(from_logits)
+        self.fused_activation = None if from_logits else "softmax"
+
+    def check_targets(self, y_true, output_shape):
+        y = np.asarray(y_true)
+        if y.ndim != len(output_shape) or y.shape[-1] != output_shape[-1]:
+            raise ValueError(f"{self.name}: targets must be one-hot with shape (N, {output_shape[-1]}), got "
+                             f"{y.shape} (integer labels need loss='sparse_categorical_crossentropy')")
+
+    def call(self, y_true, y_pred):
+        y = _targets_like(y_true, y_pred, self.name)
+        if self.from_logits:
+            return F.categorical_cross_entropy(y_pred, y)
+        p = y_pred / y_pred.sum(axis=-1, keepdims=True)
+        return -(_const(y, p) * _clip(p, EPSILON, 1 - EPSILON).log()).sum(axis=-1).mean()
+
+    def from_logits_loss(self, y_true, logits):
+        return F.categorical_cross_entropy(logits, _targets_like(y_true, logits, self.name))
+
+
+class BinaryCrossentropy(Loss):
+    """Targets in [0, 1] against probabilities (or logits), elementwise, mean."""
+
+    def __init__(self, from_logits=False, name="binary_crossentropy"):
+        super().__init__(name)
+        self.from_logits = bool(from_logits)
+        self.fused_activation = None if from_logits else "sigmoid"
+
+    def call(self, y_true, y_pred):
+        y = _targets_like(y_true, y_pred, self.name)
+        if self.from_logits:
+            return F.binary_cross_entropy_with_logits(y_pred, y)
+        return F.binary_cross_entropy(y_pred, y)
+
+    def from_logits_loss(self, y_true, logits):
+        return F.binary_cross_entropy_with_logits(logits, _targets_like(y_true, logits, self.name))
+
+
+class MeanSquaredError(Loss):
+    """mean((y_pred - y_true)**2)."""
+
+    def __init__(self, name="mean_squared_error"):
+        super().__init__(name)
+
+    def call(self, y_true, y_pred):
+        return F.mse_loss(y_pred, _targets_like(y_true, y_pred, self.name))
+
+
+_BY_NAME = {
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+}
+KNOWN = sorted(_BY_NAME)
+
+
+class _FunctionLoss(Loss):
+    def __init__(self, fn):
+        super().__init__(getattr(fn, "__name__", "loss"))
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+
+def get(identifier) -> Loss:
+    """A Loss from a name, a Loss object, or a callable (y_true, y_pred) -> scalar Tensor."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier.lower())
+        if cls is None:
+            raise ValueError(f"unknown loss {identifier!r}; known: {KNOWN} (or a zengrad.losses.Loss object)")
+        return cls()
+    if callable(identifier):
+        return _FunctionLoss(identifier)
+    raise ValueError(f"loss must be one of {KNOWN}, a zengrad.losses.Loss or a callable, got {identifier!r}")

@@ -1,0 +1,159 @@
+"""Metrics on NumPy arrays, accumulated over an epoch as Keras does (mean over samples).
+
+The functions return one value per sample; the classes keep a running mean:
+`update_state(y_true, y_pred)`, `result()`, `reset_state()`. "accuracy" picks its kind from
+the shapes as Keras does: binary when y_pred has one column (threshold 0.5), sparse when y_true
+holds class indices, categorical (argmax vs argmax) otherwise.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "SparseCategoricalAccuracy",
+           "CategoricalAccuracy", "BinaryAccuracy", "sparse_categorical_accuracy",
+           "categorical_accuracy", "binary_accuracy", "accuracy", "get", "KNOWN"]
+
+
+def _np(a):
+    return np.asarray(getattr(a, "data", a))
+
+
+def sparse_categorical_accuracy(y_true, y_pred):
+    """argmax(y_pred) == label; y_true (N,) or (N, 1) class indices, y_pred (N, C) -> (N,) floats."""
+    y_true, y_pred = _np(y_true), _np(y_pred)
+    if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
+        y_true = y_true[..., 0]
+    return (np.argmax(y_pred, axis=-1) == y_true).astype(np.float32)
+
+
+def categorical_accuracy(y_true, y_pred):
+    """argmax(y_pred) == argmax(y_true); both (N, C) -> (N,) floats."""
+    y_true, y_pred = _np(y_true), _np(y_pred)
+    return (np.argmax(y_pred, axis=-1) == np.argmax(y_true, axis=-1)).astype(np.float32)
+
+
+def binary_accuracy(y_true, y_pred, threshold=0.5):
+    """(y_pred > threshold) == y_true, averaged over the last axis -> (N,) floats."""
+    y_true, y_pred = _np(y_true), _np(y_pred)
+    if y_true.ndim == y_pred.ndim - 1:
+        y_true = y_true[..., None]
+    hits = ((y_pred > threshold).astype(np.float32) == y_true.astype(np.float32)).astype(np.float32)
+    return hits.mean(axis=-1) if hits.ndim > 1 else hits
+
+
+def _accuracy_kind(y_true, y_pred):
+    y_true, y_pred = _np(y_true), _np(y_pred)
+    if y_pred.shape[-1] == 1:
+        return binary_accuracy
+    if y_true.ndim < y_pred.ndim or y_true.shape[-1] == 1:
+        return sparse_categorical_accuracy
+    return categorical_accuracy
+
+
+def accuracy(y_true, y_pred):
+    """Per-sample accuracy of the kind Keras' "accuracy" picks for these shapes."""
+    return _accuracy_kind(y_true, y_pred)(y_true, y_pred)
+
+
+class Metric:
+    """A running value over batches."""
+
+    def __init__(self, name):
+        self.name = name
+        self.reset_state()
+
+    def reset_state(self):
+        raise NotImplementedError
+
+    def update_state(self, y_true, y_pred):
+        raise NotImplementedError
+
+    def result(self) -> float:
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class Mean(Metric):
+    """The (weighted) mean of the values given to update_state(values, sample_weight=None)."""
+
+    def __init__(self, name="mean"):
+        super().__init__(name)
+
+    def reset_state(self):
+        self.total, self.count = 0.0, 0.0
+
+    def update_state(self, values, sample_weight=None):
+        values = _np(values).astype(np.float64)
+        if sample_weight is None:
+            self.total += float(values.sum())
+            self.count += values.size
+        else:
+            self.total += float((values * sample_weight).sum())
+            self.count += float(np.sum(np.broadcast_to(sample_weight, values.shape)))
+
+    def result(self):
+        return self.total / self.count if self.count else 0.0
+
+
+class MeanMetricWrapper(Mean):
+    """The mean over all samples seen of fn(y_true, y_pred) (per-sample values)."""
+
+    def __init__(self, fn, name):
+        self.fn = fn
+        super().__init__(name)
+
+    def update_state(self, y_true, y_pred):
+        super().update_state(self.fn(y_true, y_pred))
+
+
+class SparseCategoricalAccuracy(MeanMetricWrapper):
+    def __init__(self, name="sparse_categorical_accuracy"):
+        super().__init__(sparse_categorical_accuracy, name)
+
+
+class CategoricalAccuracy(MeanMetricWrapper):
+    def __init__(self, name="categorical_accuracy"):
+        super().__init__(categorical_accuracy, name)
+
+
+class BinaryAccuracy(MeanMetricWrapper):
+    def __init__(self, name="binary_accuracy", threshold=0.5):
+        super().__init__(lambda t, p: binary_accuracy(t, p, threshold), name)
+
+
+class Accuracy(MeanMetricWrapper):
+    """What compile(metrics=["accuracy"]) gives: the kind is chosen from the first batch's shapes."""
+
+    def __init__(self, name="accuracy"):
+        super().__init__(accuracy, name)
+
+    def update_state(self, y_true, y_pred):
+        if self.fn is accuracy:
+            self.fn = _accuracy_kind(y_true, y_pred)
+        super().update_state(y_true, y_pred)
+
+
+_BY_NAME = {
+    "accuracy": Accuracy,
+    "acc": lambda: Accuracy(name="acc"),
+    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
+    "binary_accuracy": BinaryAccuracy,
+}
+KNOWN = sorted(_BY_NAME)
+
+
+def get(identifier) -> Metric:
+    """A fresh Metric from a name, a Metric object, or a callable (y_true, y_pred) -> per-sample values."""
+    if isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, str):
+        make = _BY_NAME.get(identifier.lower())
+        if make is None:
+            raise ValueError(f"unknown metric {identifier!r}; known: {KNOWN} (or a zengrad.metrics.Metric object)")
+        return make()
+    if callable(identifier):
+        return MeanMetricWrapper(identifier, getattr(identifier, "__name__", "metric"))
+    raise ValueError(f"metric must be one of {KNOWN}, a zengrad.metrics.Metric or a callable, got {identifier!r}")

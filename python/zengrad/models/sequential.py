@@ -1,0 +1,491 @@
+"""Sequential: a stack of layers with Keras' compile / fit / evaluate / predict.
+
+The training loop knows only layers, losses, optimizers (and metrics/callbacks): a step is
+`out = model(x, training=True)`, `loss = loss_fn(y, out)`, `loss.backward()`,
+`optimizer.step(model.parameters())`. When the last layer's activation is the one the loss
+expects (softmax + a cross-entropy, sigmoid + binary cross-entropy), the loss is computed
+from the logits by the fused, stable form, as Keras does.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from numbers import Integral, Real
+
+import numpy as np
+
+import zengrad as zg
+
+from .. import callbacks as callbacks_module
+from .. import losses as losses_module
+from .. import metrics as metrics_module
+from .. import optimizers as optimizers_module
+from .. import random as zrandom
+from ..layers import Layer
+from ..layers._base import fmt_shape, unique_name
+from ..layers.core import InputLayer
+from ._progbar import Progbar
+
+_FORMAT = "zengrad-weights-v1"
+
+
+def _positive_int(owner, name, value, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < (0 if allow_zero else 1):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{owner}: argument '{name}' must be a {kind} int, got {value!r}")
+    return int(value)
+
+
+def _array(owner, name, value):
+    arr = value.data if isinstance(value, zg.Tensor) else np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{owner}: argument '{name}' must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise ValueError(f"{owner}: argument '{name}' must have a batch axis, got a scalar")
+    return arr
+
+
+def _atomic_save_npz(path, arrays):
+    """np.savez to `path` through a temporary file in the same folder and os.replace."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # 0o666 & ~umask, like open()
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class Sequential:
+    """A linear stack of layers: Sequential([Conv2D(...), MaxPooling2D(), ..., Dense(10, "softmax")])."""
+
+    def __init__(self, layers=None, name=None):
+        self.name = name or unique_name("sequential")
+        self._layers: list[Layer] = []
+        self._declared_input_shape = None
+        self.built = False
+        self.optimizer = None
+        self.loss = None
+        self.compiled_metrics = []
+        self.stop_training = False
+        self.history = None
+        for layer in layers or []:
+            self.add(layer)
+
+    def __repr__(self):
+        return f"<Sequential name={self.name!r} layers={len(self._layers)} built={self.built}>"
+
+    # ---- structure ----
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def add(self, layer):
+        """Append a layer; the model builds as soon as its input shape is known."""
+        if isinstance(layer, InputLayer):
+            if self._layers or self._declared_input_shape is not None:
+                raise ValueError("Sequential.add(): an Input must come first, before any layer")
+            self._declared_input_shape = layer.shape
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add(): expected a zengrad.layers.Layer, got {type(layer).__name__}")
+        if any(layer is existing for existing in self._layers):
+            raise ValueError(f"Sequential.add(): layer '{layer.name}' is already in the model")
+        if not self._layers and self._declared_input_shape is None:
+            self._declared_input_shape = layer._declared_input_shape
+        self._layers.append(layer)
+        self.built = False
+        if self._declared_input_shape is not None:
+            self.build(self._declared_input_shape)
+
+    def pop(self):
+        if not self._layers:
+            raise ValueError("Sequential.pop(): the model has no layers")
+        layer = self._layers.pop()
+        self.built = bool(self._layers) and all(l.built for l in self._layers)
+        return layer
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name!r}; layers: {[l.name for l in self._layers]}")
+
+    def build(self, input_shape=None):
+        """Build every layer for inputs of `input_shape` (batch axis included, may be None)."""
+        if input_shape is None:
+            input_shape = self._declared_input_shape
+        if input_shape is None:
+            raise ValueError("Sequential.build(): the input shape is unknown; pass input_shape, give the "
+                             "first layer input_shape=..., or call the model on a batch of data")
+        if not self._layers:
+            raise ValueError("Sequential.build(): the model has no layers")
+        shape = (None,) + tuple(input_shape)[1:]
+        for layer in self._layers:
+            shape = layer.build_from_shape(shape)
+        self.built = True
+
+    @property
+    def input_shape(self):
+        if self._layers and self._layers[0].built:
+            return self._layers[0].input_shape
+        return self._declared_input_shape
+
+    @property
+    def output_shape(self):
+        if not self.built:
+            raise ValueError(f"Sequential '{self.name}' has not been built yet: its output shape is unknown")
+        return self._layers[-1].output_shape
+
+    @property
+    def dtype(self):
+        return self._layers[0].dtype if self._layers else np.dtype(np.float32)
+
+    # ---- weights ----
+    def _unique(self, tensors):
+        seen, out = set(), []
+        for t in tensors:
+            if id(t) not in seen:
+                seen.add(id(t))
+                out.append(t)
+        return out
+
+    def parameters(self):
+        """The trainable Tensors of all layers, in layer order."""
+        return self._unique(p for layer in self._layers for p in layer.parameters())
+
+    @property
+    def trainable_weights(self):
+        return self.parameters()
+
+    @property
+    def non_trainable_weights(self):
+        return self._unique(w for layer in self._layers for w in layer.non_trainable_weights)
+
+    @property
+    def weights(self):
+        return self._unique(w for layer in self._layers for w in layer.weights)
+
+    def get_weights(self):
+        return [w.data.copy() for w in self.weights]
+
+    def set_weights(self, arrays):
+        weights = self.weights
+        arrays = list(arrays)
+        if len(arrays) != len(weights):
+            raise ValueError(f"Sequential.set_weights(): the model has {len(weights)} weights, "
+                             f"got {len(arrays)} arrays")
+        for w, a in zip(weights, arrays):
+            if np.shape(a) != w.data.shape:
+                raise ValueError(f"Sequential.set_weights(): weight of shape {w.data.shape} given an array "
+                                 f"of shape {np.shape(a)}")
+        for w, a in zip(weights, arrays):
+            w.data[...] = a
+
+    def count_params(self):
+        return int(sum(w.data.size for w in self.weights))
+
+    # ---- forward ----
+    def _require_layers(self, owner):
+        if not self._layers:
+            raise ValueError(f"Sequential.{owner}: the model has no layers")
+
+    def _forward(self, x, training=False, logits=False):
+        if not isinstance(x, zg.Tensor):
+            x = zg.tensor(np.asarray(x, dtype=self.dtype), dtype=self.dtype)
+        if not self.built:
+            self.build((None,) + tuple(x.shape[1:]))
+        for layer in self._layers[:-1]:
+            x = layer(x, training=training)
+        last = self._layers[-1]
+        return last.call_pre_activation(x, training=training) if logits else last(x, training=training)
+
+    def __call__(self, x, training=False):
+        """The model's output Tensor for inputs x (N, ...)."""
+        self._require_layers("__call__()")
+        return self._forward(x, training=training)
+
+    # ---- summary ----
+    def summary(self, print_fn=None):
+        """Print each layer's output shape and parameter count, then the totals (as Keras)."""
+        if not self.built:
+            raise ValueError(f"Sequential '{self.name}' has not been built yet. Build it by calling it on a batch "
+                             "of data, with build(input_shape), or by giving the first layer input_shape=...")
+        emit = print_fn or print
+        rows = [(f"{l.name} ({type(l).__name__})", fmt_shape(l.output_shape), f"{l.count_params():,}")
+                for l in self._layers]
+        w1 = max([29] + [len(r[0]) + 2 for r in rows])
+        w2 = max([26] + [len(r[1]) + 2 for r in rows])
+        w3 = max([10] + [len(r[2]) + 1 for r in rows])
+        width = 1 + w1 + w2 + w3
+        emit(f'Model: "{self.name}"')
+        emit("_" * width)
+        emit(" " + "Layer (type)".ljust(w1) + "Output Shape".ljust(w2) + "Param #")
+        emit("=" * width)
+        for name, shape, count in rows:
+            emit((" " + name.ljust(w1) + shape.ljust(w2) + count.ljust(w3)).rstrip())
+        emit("=" * width)
+        trainable = sum(w.data.size for w in self.trainable_weights)
+        non_trainable = sum(w.data.size for w in self.non_trainable_weights)
+        emit(f"Total params: {trainable + non_trainable:,}")
+        emit(f"Trainable params: {trainable:,}")
+        emit(f"Non-trainable params: {non_trainable:,}")
+        emit("_" * width)
+
+    # ---- training ----
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        """optimizer: a name ('adam', 'sgd', 'rmsprop', 'adamw') or an Optimizer; loss: a name
+        ('sparse_categorical_crossentropy', 'categorical_crossentropy', 'binary_crossentropy', 'mse')
+        or a Loss; metrics: e.g. ['accuracy']."""
+        if loss is None:
+            raise ValueError(f"Sequential.compile(): argument 'loss' is required; known losses: {losses_module.KNOWN}")
+        self.optimizer = optimizers_module.get(optimizer)
+        self.loss = losses_module.get(loss)
+        if metrics is None:
+            metrics = []
+        elif isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
+            metrics = [metrics]
+        self.compiled_metrics = [metrics_module.get(m) for m in metrics]
+
+    def _require_compiled(self, owner):
+        if self.optimizer is None or self.loss is None:
+            raise RuntimeError(f"Sequential.{owner}: the model must be compiled first: call "
+                               "model.compile(optimizer=..., loss=..., metrics=...) before fit()/evaluate()")
+
+    def _use_logits(self):
+        fused = self.loss.fused_activation
+        return fused is not None and getattr(self._layers[-1], "activation_name", None) == fused
+
+    def _loss_and_pred(self, x, y, training):
+        """(loss Tensor, predictions as NumPy) for one batch."""
+        if self._use_logits():
+            logits = self._forward(x, training=training, logits=True)
+            loss = self.loss.from_logits_loss(y, logits)
+            if self.compiled_metrics:
+                with zg.no_grad():
+                    pred = self._layers[-1].activation(logits.detach()).data
+            else:
+                pred = None
+            return loss, pred
+        out = self._forward(x, training=training)
+        return self.loss(y, out), out.data
+
+    def _check_data(self, owner, x, y):
+        x = _array(owner, "x", x)
+        y = _array(owner, "y", y)
+        if len(x) != len(y):
+            raise ValueError(f"Sequential.{owner}: x and y must have the same number of samples, got "
+                             f"{len(x)} and {len(y)}")
+        if len(x) == 0:
+            raise ValueError(f"Sequential.{owner}: x has no samples")
+        if not self.built:
+            self.build((None,) + x.shape[1:])
+        else:
+            self._layers[0].check_input_shape((None,) + x.shape[1:])
+        self.loss.check_targets(y, self.output_shape)
+        return x, y
+
+    def train_on_batch(self, x, y):
+        """One optimisation step on (x, y); returns the batch loss (and metrics, as fit logs)."""
+        self._require_compiled("train_on_batch()")
+        x, y = self._check_data("train_on_batch()", x, y)
+        loss, pred = self._train_step(x.astype(self.dtype, copy=False), y)
+        if not self.compiled_metrics:
+            return loss
+        values = [loss]
+        for m in self.compiled_metrics:
+            m.reset_state()
+            m.update_state(y, pred)
+            values.append(m.result())
+        return values
+
+    def _train_step(self, xb, yb):
+        params = self.parameters()
+        self.optimizer.zero_grad(params)
+        loss, pred = self._loss_and_pred(xb, yb, training=True)
+        loss.backward()
+        self.optimizer.step(params)
+        return float(loss.data), pred
+
+    def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, initial_epoch=0):
+        """Train for `epochs` passes over (x, y) in batches; returns a History whose .history holds
+        'loss', the metrics, and 'val_loss'/'val_<metric>' with validation data."""
+        self._require_layers("fit()")
+        self._require_compiled("fit()")
+        batch_size = 32 if batch_size is None else _positive_int("Sequential.fit()", "batch_size", batch_size)
+        epochs = _positive_int("Sequential.fit()", "epochs", epochs, allow_zero=True)
+        initial_epoch = _positive_int("Sequential.fit()", "initial_epoch", initial_epoch, allow_zero=True)
+        verbose = 1 if verbose == "auto" else verbose
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"Sequential.fit(): argument 'verbose' must be 0, 1, 2 or 'auto', got {verbose!r}")
+        x, y = self._check_data("fit()", x, y)
+        if validation_data is None and validation_split:
+            if not isinstance(validation_split, Real) or not 0 < validation_split < 1:
+                raise ValueError(f"Sequential.fit(): argument 'validation_split' must be in [0, 1), got "
+                                 f"{validation_split!r}")
+            split = int(len(x) * (1 - validation_split))
+            if split == 0 or split == len(x):
+                raise ValueError(f"Sequential.fit(): validation_split={validation_split} leaves no training or no "
+                                 f"validation samples out of {len(x)}")
+            x, y, validation_data = x[:split], y[:split], (x[split:], y[split:])
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("Sequential.fit(): argument 'validation_data' must be a tuple (x_val, y_val)")
+            x_val, y_val = self._check_data("fit() validation_data", *validation_data)
+
+        n = len(x)
+        steps = -(-n // batch_size)
+        history = callbacks_module.History()
+        cbs = callbacks_module.CallbackList(list(callbacks or []) + [history], self,
+                                            {"epochs": epochs, "steps": steps, "verbose": verbose})
+        self.stop_training = False
+        self.history = history
+        loss_tracker = metrics_module.Mean("loss")
+        logs = {}
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            if verbose:
+                print(f"Epoch {epoch + 1}/{epochs}")
+            bar = Progbar(steps, verbose=verbose)
+            order = zrandom.generator().permutation(n) if shuffle else None
+            loss_tracker.reset_state()
+            for m in self.compiled_metrics:
+                m.reset_state()
+            for step in range(steps):
+                lo, hi = step * batch_size, min((step + 1) * batch_size, n)
+                idx = slice(lo, hi) if order is None else order[lo:hi]
+                xb, yb = x[idx].astype(self.dtype, copy=False), y[idx]
+                cbs.on_train_batch_begin(step)
+                loss, pred = self._train_step(xb, yb)
+                loss_tracker.update_state(loss, sample_weight=hi - lo)
+                for m in self.compiled_metrics:
+                    m.update_state(yb, pred)
+                logs = {"loss": loss_tracker.result(), **{m.name: m.result() for m in self.compiled_metrics}}
+                cbs.on_train_batch_end(step, logs)
+                bar.update(step + 1, logs)
+                if self.stop_training:
+                    break
+            logs = dict(logs)
+            if validation_data is not None:
+                val = self._evaluate_arrays(x_val, y_val, batch_size)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            bar.update(step + 1, logs, finalize=True)
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end(logs)
+        return history
+
+    def _evaluate_arrays(self, x, y, batch_size, bar=None):
+        n = len(x)
+        loss_tracker = metrics_module.Mean("loss")
+        for m in self.compiled_metrics:
+            m.reset_state()
+        with zg.no_grad():
+            for step, lo in enumerate(range(0, n, batch_size)):
+                hi = min(lo + batch_size, n)
+                yb = y[lo:hi]
+                loss, pred = self._loss_and_pred(x[lo:hi].astype(self.dtype, copy=False), yb, training=False)
+                loss_tracker.update_state(float(loss.data), sample_weight=hi - lo)
+                for m in self.compiled_metrics:
+                    m.update_state(yb, pred)
+                logs = {"loss": loss_tracker.result(), **{m.name: m.result() for m in self.compiled_metrics}}
+                if bar is not None:
+                    bar.update(step + 1, logs, finalize=hi == n)
+        return logs
+
+    def evaluate(self, x=None, y=None, batch_size=32, verbose=1, return_dict=False):
+        """Loss (and metrics) over (x, y) in inference mode: [loss, accuracy], or the loss alone
+        when there are no metrics; a dict with return_dict=True."""
+        self._require_layers("evaluate()")
+        self._require_compiled("evaluate()")
+        batch_size = 32 if batch_size is None else _positive_int("Sequential.evaluate()", "batch_size", batch_size)
+        verbose = 1 if verbose == "auto" else verbose
+        x, y = self._check_data("evaluate()", x, y)
+        bar = Progbar(-(-len(x) // batch_size), verbose=verbose) if verbose else None
+        logs = self._evaluate_arrays(x, y, batch_size, bar)
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=32, verbose=0):
+        """The model's outputs for x, computed in batches in inference mode, as one NumPy array."""
+        self._require_layers("predict()")
+        batch_size = 32 if batch_size is None else _positive_int("Sequential.predict()", "batch_size", batch_size)
+        x = _array("Sequential.predict()", "x", x)
+        if not self.built:
+            self.build((None,) + x.shape[1:])
+        self._layers[0].check_input_shape((None,) + x.shape[1:])
+        steps = -(-len(x) // batch_size)
+        bar = Progbar(steps, verbose=verbose) if verbose else None
+        outputs = []
+        with zg.no_grad():
+            for step, lo in enumerate(range(0, len(x), batch_size)):
+                out = self._forward(x[lo:lo + batch_size].astype(self.dtype, copy=False), training=False)
+                outputs.append(np.array(out.data, copy=True))
+                if bar is not None:
+                    bar.update(step + 1, {}, finalize=step + 1 == steps)
+        if not outputs:
+            return np.zeros((0,) + tuple(self.output_shape[1:]), dtype=self.dtype)
+        return np.concatenate(outputs, axis=0)
+
+    # ---- saving ----
+    def _named_weights(self):
+        """[(key, layer index, layer, weight name, Tensor)] in save order."""
+        return [(f"layers.{i}.{wname}", i, layer, wname, t)
+                for i, layer in enumerate(self._layers) for wname, t in layer.named_weights()]
+
+    def save_weights(self, filepath):
+        """Write every weight (trainable or not) to a NumPy .npz file, atomically."""
+        if not self.built:
+            raise ValueError(f"Sequential.save_weights(): model '{self.name}' has not been built yet; call it on "
+                             "data or give the first layer input_shape=...")
+        arrays = {key: t.data for key, _, _, _, t in self._named_weights()}
+        arrays["__format__"] = np.array(_FORMAT)
+        arrays["__layers__"] = np.array([f"{l.name} ({type(l).__name__})" for l in self._layers])
+        _atomic_save_npz(filepath, arrays)
+
+    def load_weights(self, filepath):
+        """Read weights written by save_weights into this (built) model; refuses a file whose
+        layers or shapes differ, naming the layer, and changes nothing then."""
+        if not self.built:
+            raise ValueError(f"Sequential.load_weights(): build model '{self.name}' first (call it on data or give "
+                             "the first layer input_shape=...) so that its weights exist")
+        filepath = os.fspath(filepath)
+        with np.load(filepath, allow_pickle=False) as f:
+            if "__format__" not in f.files or str(f["__format__"]) != _FORMAT:
+                raise ValueError(f"load_weights(): {filepath} is not a zengrad weights file")
+            stored = {k: f[k] for k in f.files if not k.startswith("__")}
+            saved_layers = [str(s) for s in f["__layers__"]]
+        expected = self._named_weights()
+        for key, i, layer, wname, t in expected:
+            where = f"layer {i} '{layer.name}' ({type(layer).__name__})"
+            saved_as = f" (saved from {saved_layers[i]})" if i < len(saved_layers) else ""
+            if key not in stored:
+                raise ValueError(f"load_weights(): {filepath} has no weight '{wname}' for {where}{saved_as}")
+            if stored[key].shape != t.data.shape:
+                raise ValueError(f"load_weights(): weight '{wname}' of {where} has shape {t.data.shape} in the "
+                                 f"model but {stored[key].shape} in {filepath}{saved_as}")
+        extra = sorted(set(stored) - {key for key, *_ in expected})
+        if extra:
+            i = int(extra[0].split(".")[1])
+            owner = f"layer {i} '{self._layers[i].name}'" if i < len(self._layers) else f"layer {i}"
+            saved_as = f" (saved from {saved_layers[i]})" if i < len(saved_layers) else ""
+            raise ValueError(f"load_weights(): {filepath} holds weights the model does not have: {extra[0]} for "
+                             f"{owner}{saved_as}; the model has {len(self._layers)} layers")
+        for key, _, _, _, t in expected:
+            t.data[...] = stored[key]

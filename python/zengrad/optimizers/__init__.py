@@ -1,0 +1,225 @@
+"""Optimizers with Keras 3's update rules, in place on each parameter's `.data`.
+
+`opt.step(params)` updates every Tensor whose `.grad` is not None; `opt.zero_grad(params)`
+sets the grads to None. State (moments) is kept per parameter object. All updates are
+vectorised and write through `out=` into a per-parameter scratch buffer, so a step allocates
+no arrays of the parameters' size.
+"""
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import numpy as np
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get", "KNOWN"]
+
+
+def _check(owner, name, value, lo=0.0, hi=None, lo_open=False):
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > lo if lo_open else value >= lo) and (hi is None or value <= hi)
+    if not ok:
+        rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}{']' if hi is not None else ')'}"
+        raise ValueError(f"{owner}: argument '{name}' must be a number in {rng}, got {value!r}")
+    return float(value)
+
+
+class Optimizer:
+    """Base class: subclasses define `_slots(param)` -> list of state arrays and `_update(p, g, slots)`."""
+
+    def __init__(self, learning_rate, weight_decay=None, name=None):
+        self.name = name or type(self).__name__.lower()
+        self.learning_rate = learning_rate
+        self.weight_decay = None if weight_decay is None else \
+            _check(f"{type(self).__name__}()", "weight_decay", weight_decay)
+        self.iterations = 0
+        self._state: dict[int, tuple] = {}   # id(param) -> (param, slots); holding param keeps the id unique
+
+    @property
+    def learning_rate(self):
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self._learning_rate = _check(f"{type(self).__name__}()", "learning_rate", value)
+
+    def _slots_for(self, p):
+        entry = self._state.get(id(p))
+        if entry is None or entry[0] is not p:
+            entry = (p, [np.zeros_like(p.data) for _ in range(self._num_slots)] + [np.empty_like(p.data)])
+            self._state[id(p)] = entry
+        return entry[1]
+
+    def step(self, params):
+        """One update of every parameter in `params` that has a gradient."""
+        todo = []
+        for p in params:
+            g = p.grad
+            if g is None:
+                continue
+            g = np.asarray(g)
+            if g.shape != p.data.shape:
+                raise ValueError(f"{type(self).__name__}.step(): a parameter of shape {p.data.shape} has a "
+                                 f"gradient of shape {g.shape}")
+            if g.dtype != p.data.dtype:
+                g = g.astype(p.data.dtype)
+            todo.append((p, g))
+        if not todo:
+            return
+        lr = self._learning_rate
+        for p, g in todo:
+            slots = self._slots_for(p)
+            if self.weight_decay:
+                # decoupled decay before the update, as Keras: p -= p * wd * lr
+                tmp = slots[-1]
+                np.multiply(p.data, self.weight_decay * lr, out=tmp)
+                p.data -= tmp
+            self._update(p.data, g, slots, lr)
+        self.iterations += 1
+
+    def zero_grad(self, params):
+        for p in params:
+            p.grad = None
+
+    def get_config(self):
+        return {"name": self.name, "learning_rate": self._learning_rate, "weight_decay": self.weight_decay}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """m = momentum*m - lr*g; p += m (nesterov: p += momentum*m - lr*g); without momentum p -= lr*g."""
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None, name="SGD"):
+        super().__init__(learning_rate, weight_decay, name)
+        self.momentum = _check("SGD()", "momentum", momentum, 0.0, 1.0)
+        self.nesterov = bool(nesterov)
+        self._num_slots = 1 if self.momentum else 0
+
+    def _update(self, p, g, slots, lr):
+        tmp = slots[-1]
+        np.multiply(g, lr, out=tmp)
+        if not self.momentum:
+            p -= tmp
+            return
+        m = slots[0]
+        m *= self.momentum
+        m -= tmp
+        if self.nesterov:
+            p -= tmp
+            np.multiply(m, self.momentum, out=tmp)
+            p += tmp
+        else:
+            p += m
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """m += (g - m)(1 - b1); v += (g² - v)(1 - b2); p -= m * alpha / (sqrt(v) + eps),
+    alpha = lr * sqrt(1 - b2^t) / (1 - b1^t) (epsilon outside the root and not bias-corrected, as Keras)."""
+
+    _num_slots = 2
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
+                 name="adam"):
+        super().__init__(learning_rate, weight_decay, name)
+        owner = f"{type(self).__name__}()"
+        self.beta_1 = _check(owner, "beta_1", beta_1, 0.0, 1.0)
+        self.beta_2 = _check(owner, "beta_2", beta_2, 0.0, 1.0)
+        self.epsilon = _check(owner, "epsilon", epsilon)
+
+    def _update(self, p, g, slots, lr):
+        m, v, tmp = slots
+        t = self.iterations + 1
+        alpha = lr * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
+        np.subtract(g, m, out=tmp)
+        tmp *= 1.0 - self.beta_1
+        m += tmp
+        np.square(g, out=tmp)
+        tmp -= v
+        tmp *= 1.0 - self.beta_2
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp += self.epsilon
+        np.divide(m, tmp, out=tmp)
+        tmp *= alpha
+        p -= tmp
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p -= p * weight_decay * lr before each Adam update."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 name="adamw"):
+        if weight_decay is None:
+            raise ValueError("AdamW(): argument 'weight_decay' must be a non-negative number, got None")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay=weight_decay, name=name)
+
+
+class RMSprop(Optimizer):
+    """v = rho*v + (1 - rho)*g²; step = lr * g / sqrt(v + eps) (centered: v - mean_g² + eps);
+    with momentum: m = momentum*m + step, p -= m; else p -= step."""
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
+                 weight_decay=None, name="rmsprop"):
+        super().__init__(learning_rate, weight_decay, name)
+        self.rho = _check("RMSprop()", "rho", rho, 0.0, 1.0)
+        self.momentum = _check("RMSprop()", "momentum", momentum, 0.0, 1.0)
+        self.epsilon = _check("RMSprop()", "epsilon", epsilon)
+        self.centered = bool(centered)
+        self._num_slots = 1 + (self.momentum > 0) + self.centered
+
+    def _update(self, p, g, slots, lr):
+        v, tmp = slots[0], slots[-1]
+        v *= self.rho
+        np.square(g, out=tmp)
+        tmp *= 1.0 - self.rho
+        v += tmp
+        if self.centered:
+            avg = slots[-2]
+            avg *= self.rho
+            np.multiply(g, 1.0 - self.rho, out=tmp)
+            avg += tmp
+            np.square(avg, out=tmp)
+            np.subtract(v, tmp, out=tmp)
+            tmp += self.epsilon
+        else:
+            np.add(v, self.epsilon, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        np.divide(g, tmp, out=tmp)
+        tmp *= lr
+        if self.momentum > 0:
+            m = slots[1]
+            m *= self.momentum
+            m += tmp
+            p -= m
+        else:
+            p -= tmp
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}
+
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+KNOWN = sorted(_BY_NAME)
+
+
+def get(identifier) -> Optimizer:
+    """An Optimizer from a name (with Keras' defaults) or an Optimizer object."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier.lower())
+        if cls is None:
+            raise ValueError(f"unknown optimizer {identifier!r}; known: {KNOWN} (or a zengrad.optimizers.Optimizer)")
+        return cls()
+    raise ValueError(f"optimizer must be one of {KNOWN} or a zengrad.optimizers.Optimizer, got {identifier!r}")
