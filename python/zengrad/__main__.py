@@ -1,4 +1,4 @@
-"""The command line: `python -m zengrad info | bench [options]` (also installed as `zengrad`)."""
+"""The command line: `python -m zengrad info | demo | bench [options]` (also installed as `zengrad`)."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +27,15 @@ def _add_info(commands) -> None:
     parser.set_defaults(func=_info)
 
 
+def _add_demo(commands) -> None:
+    from zengrad import demo
+
+    parser = commands.add_parser("demo", help="train and evaluate the seed CNN (embedded Fashion-MNIST subset)",
+                                 description=demo.__doc__.splitlines()[0])
+    demo.add_arguments(parser)
+    parser.set_defaults(func=demo.run)
+
+
 def _add_bench(commands) -> None:
     from zengrad import bench
 
@@ -40,6 +49,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="zengrad", description="zengrad: a compiled-kernel neural-network engine")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_info(commands)
+    _add_demo(commands)
     _add_bench(commands)
     args = parser.parse_args(argv)
     return args.func(args)
