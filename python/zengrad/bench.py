@@ -134,8 +134,10 @@ CASES: list[Case] = [
     *_conv("conv-resnet", (32, 56, 56, 64), (3, 3, 64, 64), "same"),
     *_pool("pool1", (32, 26, 26, 32)),
     *_pool("pool2", (32, 11, 11, 64)),
-    # seed-step / seed-epoch join here once the training stack exists.
+    # seed-step, seed-epoch and the per-layer split of a step: see bench_training.py.
 ]
+
+TRAINING = "seed"  # --filter values that select the training benchmarks (seed-step, seed-epoch)
 
 
 def select(substring: str = "", *, quick: bool = False) -> list[Case]:
@@ -545,12 +547,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the bench the parsed options ask for; 1 when a contender failed or computed wrongly."""
     cases = select(args.filter, quick=args.quick)
-    if args.list or not cases:
+    training = TRAINING.startswith(args.filter) or args.filter.startswith(TRAINING)
+    if args.list or not (cases or training):
         for case in cases:
             print(f"{case.name:24} {case.kernel:24} {case.shape}")
-        if not cases:
+        if training:
+            print(f"{'seed-step, seed-epoch':24} {'training':24} the seed CNN at batch 32, and its layer split")
+        if not (cases or training):
             print(f"no case matches {args.filter!r}", file=sys.stderr)
-        return 0 if cases else 2
+        return 0 if cases or training else 2
     if args.threads:
         zg.set_num_threads(args.threads)
     backends = args.backends if args.backends is not None else kernels.available_backends()
@@ -561,6 +566,11 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(header_lines(env)), flush=True)
         start = time.perf_counter()
         timings = run_cases(cases, backends, dtype, settings, progress=_progress)
+        if training:
+            from zengrad import bench_training
+            bench_training.run(backends, quick=args.quick)
+        if not cases:
+            return 0
     records = summarise(timings, dtype.itemsize)
     bound = error_bound(dtype)
     print_table(table_rows(records, bound))

@@ -1,0 +1,117 @@
+"""Training benchmarks of the seed CNN: `seed-step`, `seed-epoch`, and where a step's time goes.
+
+seed-step   one training step at batch 32 (forward, loss, backward, Adam), per backend;
+seed-epoch  one epoch over the 60,000 Fashion-MNIST training images at batch 32 (needs the
+            full data set: see zengrad.datasets), per backend;
+layers      one step taken apart: each layer's forward and backward, the loss, the optimizer,
+            and what is left (Python and the graph), so that performance work knows where to look.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+import zengrad as zg
+from zengrad import functional as F
+from zengrad import kernels
+
+BATCH = 32
+
+
+def _model_and_batch(seed: int = 0):
+    from zengrad.demo import seed_cnn
+
+    zg.manual_seed(seed)
+    model = seed_cnn()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(seed)
+    x = rng.random((BATCH, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, BATCH)
+    return model, x, y
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up: builds, allocates, fills caches
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(samples)
+
+
+def seed_step_ms(backend: str, repeats: int = 50) -> float:
+    """Median milliseconds of one full training step of the seed CNN on `backend`."""
+    with kernels.use_backend(backend):
+        model, x, y = _model_and_batch()
+        return _median_ms(lambda: model.train_on_batch(x, y), repeats)
+
+
+def seed_epoch_s(backend: str) -> float | None:
+    """Seconds for one epoch over the full Fashion-MNIST training set; None without the data."""
+    try:
+        (x, y), _ = zg.datasets.fashion_mnist.load_data()
+    except OSError:
+        return None
+    x = x.reshape(-1, 28, 28, 1) * np.float32(1 / 255)
+    with kernels.use_backend(backend):
+        model, _, _ = _model_and_batch()
+        start = time.perf_counter()
+        model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)
+        return time.perf_counter() - start
+
+
+def layer_split(repeats: int = 30) -> list[tuple[str, float, float]]:
+    """[(part, forward ms, backward ms)] for one step on the current backend.
+
+    Each layer is timed alone on the activations it sees in a real step; its input requires a
+    gradient except for the first layer's (the images), as in training."""
+    model, x, y = _model_and_batch()
+    rows, activation = [], x
+    for i, layer in enumerate(model.layers):
+        def forward(a=activation, grad=i > 0, layer=layer):
+            return layer(zg.tensor(a, requires_grad=grad), training=True)
+
+        out = forward()
+        g = np.random.default_rng(i).standard_normal(out.shape).astype(out.dtype)
+        fwd = _median_ms(forward, repeats)
+        bwd = _median_ms(lambda: forward().backward(g), repeats) - fwd
+        rows.append((f"{layer.name} ({type(layer).__name__})", fwd, max(bwd, 0.0)))
+        activation = out.data
+
+    logits = zg.tensor(activation, requires_grad=True)
+    loss_fwd = _median_ms(lambda: F.cross_entropy(logits, y), repeats)
+    loss_bwd = _median_ms(lambda: F.cross_entropy(logits, y).backward(), repeats) - loss_fwd
+    rows.append(("loss (cross_entropy)", loss_fwd, max(loss_bwd, 0.0)))
+
+    params = model.parameters()
+    for p in params:
+        p.grad = np.zeros_like(p.data)
+    rows.append(("optimizer (Adam)", _median_ms(lambda: model.optimizer.step(params), repeats), 0.0))
+    return rows
+
+
+def run(backends, *, quick: bool = False) -> None:
+    """Print seed-step (and, unless quick, seed-epoch) per backend and the layer split."""
+    print("\nseed CNN training, batch 32")
+    steps = {b: seed_step_ms(b, repeats=20 if quick else 50) for b in backends}
+    for backend, ms in steps.items():
+        print(f"  seed-step   {backend:8} {ms:8.2f} ms per step ({1875 * ms / 1e3:6.1f} s per 60,000 images)")
+    if not quick:
+        for backend in backends:
+            seconds = seed_epoch_s(backend) if backend != "numpy" else None  # numpy: minutes, skipped
+            shown = f"{seconds:8.2f} s" if seconds is not None else "       - (no full data set / skipped)"
+            print(f"  seed-epoch  {backend:8} {shown}")
+
+    current = kernels.get_backend()
+    rows = layer_split(repeats=10 if quick else 30)
+    total = sum(f + b for _, f, b in rows)
+    step = steps.get(current) or seed_step_ms(current)
+    print(f"\n  one step on '{current}', taken apart (ms):")
+    print(f"  {'part':34} {'forward':>8} {'backward':>9} {'share':>6}")
+    for part, fwd, bwd in rows:
+        print(f"  {part:34} {fwd:8.3f} {bwd:9.3f} {100 * (fwd + bwd) / step:5.1f}%")
+    print(f"  {'sum of the parts':34} {total:18.3f} {100 * total / step:5.1f}%")
+    print(f"  {'the whole step':34} {step:18.3f}  (the rest: Python, the graph walk, batching)")
