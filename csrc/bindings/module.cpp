@@ -9,6 +9,7 @@
 #include "common.h"
 #include "cpu/conv2d.h"
 #include "cpu/cpu_features.h"
+#include "cpu/elementwise.h"
 #include "cpu/gemm/gemm.h"
 #include "cpu/threading.h"
 
@@ -34,7 +35,7 @@ void gemm_binding(const Array<T>& a, const Array<T>& b, Array<T>& out, bool tran
 
 template <class T>
 void conv2d_binding(const Array<T>& x, const Array<T>& w, const std::optional<Array<T>>& b, Array<T>& y,
-                    const py::tuple& geometry) {
+                    const py::tuple& geometry, bool relu) {
   const Window g = window_from(geometry);
   if (w.ndim() != 4) throw std::invalid_argument("w must be 4-D");
   const long o = w.shape(3);
@@ -43,7 +44,7 @@ void conv2d_binding(const Array<T>& x, const Array<T>& w, const std::optional<Ar
   const T* pb = b ? in_ptr<T>(*b, o, "b") : nullptr;
   T* py_ = out_ptr<T>(y, g.n * g.ho * g.wo * o, "y");
   py::gil_scoped_release release;
-  conv2d_forward<T>(px, pw, pb, py_, o, g);
+  conv2d_forward<T>(px, pw, pb, py_, o, g, relu);
 }
 
 template <class T>
@@ -73,11 +74,31 @@ void conv2d_backward_weight_binding(const Array<T>& x, const Array<T>& dy, Array
 }
 
 template <class T>
+void relu_binding(const Array<T>& x, Array<T>& y) {
+  const T* px = x.data();
+  T* py_ = out_ptr<T>(y, x.size(), "y");
+  py::gil_scoped_release release;
+  relu<T>(px, py_, x.size());
+}
+
+template <class T>
+void relu_backward_binding(const Array<T>& dy, const Array<T>& y, Array<T>& dx) {
+  const T* pdy = dy.data();
+  const T* py_ = in_ptr<T>(y, dy.size(), "y");
+  T* pdx = out_ptr<T>(dx, dy.size(), "dx");
+  py::gil_scoped_release release;
+  relu_backward<T>(pdy, py_, pdx, dy.size());
+}
+
+template <class T>
 void bind_kernels(py::module_& m) {
   m.def("gemm", &gemm_binding<T>, py::arg("a").noconvert(), py::arg("b").noconvert(), py::arg("out").noconvert(),
         py::arg("trans_a"), py::arg("trans_b"), py::arg("alpha"), py::arg("beta"));
   m.def("conv2d", &conv2d_binding<T>, py::arg("x").noconvert(), py::arg("w").noconvert(), py::arg("b").noconvert(),
-        py::arg("y").noconvert(), py::arg("geometry"));
+        py::arg("y").noconvert(), py::arg("geometry"), py::arg("relu"));
+  m.def("relu", &relu_binding<T>, py::arg("x").noconvert(), py::arg("y").noconvert());
+  m.def("relu_backward", &relu_backward_binding<T>, py::arg("dy").noconvert(), py::arg("y").noconvert(),
+        py::arg("dx").noconvert());
   m.def("conv2d_backward_data", &conv2d_backward_data_binding<T>, py::arg("dy").noconvert(),
         py::arg("w").noconvert(), py::arg("dx").noconvert(), py::arg("geometry"));
   m.def("conv2d_backward_weight", &conv2d_backward_weight_binding<T>, py::arg("x").noconvert(),

@@ -180,14 +180,15 @@ struct TapRowsOverPixels {
 }  // namespace
 
 template <class T>
-void conv2d_forward(const T* x, const T* w, const T* b, T* y, long o, const Window& g) {
+void conv2d_forward(const T* x, const T* w, const T* b, T* y, long o, const Window& g, bool relu) {
   const long m = g.n * g.ho * g.wo, k = g.kh * g.kw * g.c;
   if (b) {
     parallel_for(m, 4096, [&](long begin, long end) {
       for (long i = begin; i < end; ++i) std::copy(b, b + o, y + i * o);
     });
   }
-  gemm_driver<T>(m, o, k, OutputPixelPatches<T>{x, g}, StridedMatrix<T>{w, o, 1}, y, o, T(1), b ? T(1) : T(0));
+  gemm_driver<T>(m, o, k, OutputPixelPatches<T>{x, g}, StridedMatrix<T>{w, o, 1}, y, o, T(1), b ? T(1) : T(0),
+                 relu ? Epilogue::relu : Epilogue::none);
 }
 
 template <class T>
@@ -240,8 +241,9 @@ void conv2d_backward_weight(const T* x, const T* dy, T* dw, T* db, long o, const
   });
 }
 
-template void conv2d_forward<float>(const float*, const float*, const float*, float*, long, const Window&);
-template void conv2d_forward<double>(const double*, const double*, const double*, double*, long, const Window&);
+template void conv2d_forward<float>(const float*, const float*, const float*, float*, long, const Window&, bool);
+template void conv2d_forward<double>(const double*, const double*, const double*, double*, long, const Window&,
+                                     bool);
 template void conv2d_backward_data<float>(const float*, const float*, float*, long, const Window&);
 template void conv2d_backward_data<double>(const double*, const double*, double*, long, const Window&);
 template void conv2d_backward_weight<float>(const float*, const float*, float*, float*, long, const Window&);

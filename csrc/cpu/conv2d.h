@@ -7,9 +7,10 @@
 
 namespace zg {
 
-// y (n, ho, wo, o) = conv(x (n, h, w, c), w (kh, kw, c, o)) + b (o,); b may be null.
+// y (n, ho, wo, o) = conv(x (n, h, w, c), w (kh, kw, c, o)) + b (o,); b may be null; with
+// `relu`, y = max(y, 0), applied to each tile while it is still in cache.
 template <class T>
-void conv2d_forward(const T* x, const T* w, const T* b, T* y, long o, const Window& g);
+void conv2d_forward(const T* x, const T* w, const T* b, T* y, long o, const Window& g, bool relu = false);
 
 // dx (n, h, w, c) from dy (n, ho, wo, o) and w (kh, kw, c, o).
 template <class T>

@@ -98,14 +98,34 @@ inline void route_back(const T* __restrict dy, I p, const I* __restrict winner, 
 template <class T>
 constexpr T kMinusInf = -std::numeric_limits<T>::infinity();
 
+// The maximum of each channel over one window of image xn, and its pixel. Padding never wins:
+// a window whose real elements are all -inf takes its first real one.
+template <class T>
+void find_winners(const T* xn, const Window& g, long oh, long ow, Taps rows, Taps cols, T* best, int* winner,
+                  long cb) {
+  const bool empty = rows.first == rows.last || cols.first == cols.last;
+  std::fill(best, best + cb, kMinusInf<T>);
+  std::fill(winner, winner + cb, empty ? -1 : int(pixel(g, oh, ow, rows.first, cols.first)));
+  for (long i = rows.first; i < rows.last; ++i)
+    for (long j = cols.first; j < cols.last; ++j) {
+      const long p = pixel(g, oh, ow, i, j);
+      track_max(xn + p * g.c, int(p), best, winner, cb);
+    }
+}
+
 }  // namespace
 
 template <class T>
-void max_pool2d(const T* x, T* y, const Window& g) {
+void max_pool2d(const T* x, T* y, int* winners, const Window& g) {
   for_each_block(g, [&](long n, long c0, long cb) {
     const T* xn = x + n * g.h * g.w * g.c + c0;
     for_each_window(g, false, [&](long oh, long ow, Taps rows, Taps cols) {
-      T* __restrict yo = y + ((n * g.ho + oh) * g.wo + ow) * g.c + c0;
+      const long out = ((n * g.ho + oh) * g.wo + ow) * g.c + c0;
+      T* __restrict yo = y + out;
+      if (winners) {
+        find_winners(xn, g, oh, ow, rows, cols, yo, winners + out, cb);
+        return;
+      }
       std::fill(yo, yo + cb, kMinusInf<T>);
       for (long i = rows.first; i < rows.last; ++i)
         for (long j = cols.first; j < cols.last; ++j) {
@@ -116,42 +136,27 @@ void max_pool2d(const T* x, T* y, const Window& g) {
   });
 }
 
-// I indexes pixels: int where it can, since SSE2 vectorises the compare-and-select for
-// int indices but not for long ones.
-template <class T, class I>
-void max_pool2d_backward_as(const T* dy, const T* x, T* dx, const Window& g) {
+// Pixels are indexed as int (the bindings refuse images of 2^31 pixels or more): SSE2
+// vectorises the compare-and-select for int indices, not for long ones.
+template <class T>
+void max_pool2d_backward(const T* dy, const T* x, const int* winners, T* dx, const Window& g) {
   for_each_block(g, [&](long n, long c0, long cb) {
     const long image = n * g.h * g.w * g.c + c0;
+    const T* xn = x + image;
     for (long p = 0; p < g.h * g.w; ++p) std::fill(dx + image + p * g.c, dx + image + p * g.c + cb, T(0));
     for_each_window(g, true, [&](long oh, long ow, Taps rows, Taps cols) {
+      const long out = ((n * g.ho + oh) * g.wo + ow) * g.c + c0;
       T best[kMaxBlock];
-      I winner[kMaxBlock];  // pixel (ih * w + iw) of each channel's winner; -1: a padded tap
-      // Padding never wins: a window whose real elements are all -inf routes to its first real one.
-      const bool empty = rows.first == rows.last || cols.first == cols.last;
-      const I lead = empty ? I(-1) : I(pixel(g, oh, ow, rows.first, cols.first));
-      std::fill(best, best + cb, kMinusInf<T>);
-      std::fill(winner, winner + cb, lead);
+      int found[kMaxBlock];
+      const int* winner = winners ? winners + out : found;
+      if (!winners) find_winners(xn, g, oh, ow, rows, cols, best, found, cb);
       for (long i = rows.first; i < rows.last; ++i)
         for (long j = cols.first; j < cols.last; ++j) {
           const long p = pixel(g, oh, ow, i, j);
-          track_max(x + image + p * g.c, I(p), best, winner, cb);
-        }
-      const T* dyo = dy + ((n * g.ho + oh) * g.wo + ow) * g.c + c0;
-      for (long i = rows.first; i < rows.last; ++i)
-        for (long j = cols.first; j < cols.last; ++j) {
-          const long p = pixel(g, oh, ow, i, j);
-          route_back(dyo, I(p), winner, dx + image + p * g.c, cb);
+          route_back(dy + out, int(p), winner, dx + image + p * g.c, cb);
         }
     });
   });
-}
-
-template <class T>
-void max_pool2d_backward(const T* dy, const T* x, T* dx, const Window& g) {
-  if (g.h * g.w <= std::numeric_limits<int>::max())
-    max_pool2d_backward_as<T, int>(dy, x, dx, g);
-  else
-    max_pool2d_backward_as<T, long>(dy, x, dx, g);
 }
 
 template <class T>
@@ -193,10 +198,10 @@ void avg_pool2d_backward(const T* dy, T* dx, const Window& g) {
   });
 }
 
-template void max_pool2d<float>(const float*, float*, const Window&);
-template void max_pool2d<double>(const double*, double*, const Window&);
-template void max_pool2d_backward<float>(const float*, const float*, float*, const Window&);
-template void max_pool2d_backward<double>(const double*, const double*, double*, const Window&);
+template void max_pool2d<float>(const float*, float*, int*, const Window&);
+template void max_pool2d<double>(const double*, double*, int*, const Window&);
+template void max_pool2d_backward<float>(const float*, const float*, const int*, float*, const Window&);
+template void max_pool2d_backward<double>(const double*, const double*, const int*, double*, const Window&);
 template void avg_pool2d<float>(const float*, float*, const Window&);
 template void avg_pool2d<double>(const double*, double*, const Window&);
 template void avg_pool2d_backward<float>(const float*, float*, const Window&);

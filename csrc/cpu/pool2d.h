@@ -10,10 +10,12 @@
 
 namespace zg {
 
-// x (n, h, w, c) -> y (n, ho, wo, c).
-template <class T> void max_pool2d(const T* x, T* y, const Window& g);
-// dy (n, ho, wo, c), x (n, h, w, c) -> dx (n, h, w, c), fully written.
-template <class T> void max_pool2d_backward(const T* dy, const T* x, T* dx, const Window& g);
+// x (n, h, w, c) -> y (n, ho, wo, c); also the winners, when `winners` is not null: for each
+// output element, the pixel (ih * w + iw) of its window's first maximum, as int32.
+template <class T> void max_pool2d(const T* x, T* y, int* winners, const Window& g);
+// dy (n, ho, wo, c), x (n, h, w, c) -> dx (n, h, w, c), fully written. With `winners` from the
+// forward pass, x is not read again.
+template <class T> void max_pool2d_backward(const T* dy, const T* x, const int* winners, T* dx, const Window& g);
 // x (n, h, w, c) -> y (n, ho, wo, c).
 template <class T> void avg_pool2d(const T* x, T* y, const Window& g);
 // dy (n, ho, wo, c) -> dx (n, h, w, c), fully written.

@@ -111,6 +111,13 @@ inline void choose_grid(int team, long m_panels, long n_panels, int* tm, int* tn
   }
 }
 
+// max(v, 0), NaN kept (as NumPy's maximum).
+template <class T>
+void relu_tile(T* c, long ldc, long height, long width) {
+  for (long r = 0; r < height; ++r)
+    for (long q = 0; q < width; ++q) c[r * ldc + q] = c[r * ldc + q] < T(0) ? T(0) : c[r * ldc + q];
+}
+
 template <class T>
 void scale(long m, long n, T* c, long ldc, T beta) {
   for (long i = 0; i < m; ++i)
@@ -124,11 +131,18 @@ constexpr double kMinFlopsPerThread = 2e6;
 // The packed B (all of k for NC columns) is kept within this many bytes by narrowing NC.
 constexpr long kPackedBBytes = 16L << 20;
 
+// What the driver does to each tile of C once its sum is complete, while the tile is in cache.
+enum class Epilogue { none, relu };
+
 template <class T, class APacker, class BPacker>
 void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* c, long ldc, T alpha,
-                 T beta) {
+                 T beta, Epilogue epilogue = Epilogue::none) {
   if (m <= 0 || n <= 0) return;
-  if (k <= 0) return detail::scale(m, n, c, ldc, beta);
+  if (k <= 0) {
+    detail::scale(m, n, c, ldc, beta);
+    if (epilogue == Epilogue::relu) detail::relu_tile(c, ldc, m, n);
+    return;
+  }
   const MicroKernel<T>& uk = microkernel<T>();
   const MicroKernelFn<T> kernel = A.layout() == PanelLayout::row_major ? uk.row_major_a : uk.column_major_a;
   const long MR = uk.mr, NR = uk.nr, MC = uk.mc, KC = uk.kc;
@@ -203,6 +217,7 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
                     out = beta_here == T(0) ? alpha * edge[r * NR + q] : alpha * edge[r * NR + q] + beta_here * out;
                   }
               }
+              if (epilogue == Epilogue::relu && kb == k_blocks - 1) detail::relu_tile(cij, ldc, height, width);
             }
           }
         }

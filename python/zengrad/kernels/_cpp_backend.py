@@ -13,7 +13,7 @@ def gemm(a, b, out, trans_a, trans_b, alpha, beta):
 
 def conv2d(x, w, b, g):
     y = np.empty((g.n, g.ho, g.wo, w.shape[3]), x.dtype)
-    _cpu.conv2d(x, w, b, y, g)
+    _cpu.conv2d(x, w, b, y, g, False)
     return y
 
 
@@ -32,13 +32,13 @@ def conv2d_backward_weight(x, dy, w_shape, g, with_bias):
 
 def max_pool2d(x, g):
     y = np.empty((g.n, g.ho, g.wo, g.c), x.dtype)
-    _cpu.max_pool2d(x, y, g)
+    _cpu.max_pool2d(x, y, None, g)
     return y
 
 
 def max_pool2d_backward(dy, x, g):
     dx = np.empty(g.x_shape, dy.dtype)
-    _cpu.max_pool2d_backward(dy, x, dx, g)
+    _cpu.max_pool2d_backward(dy, x, None, dx, g)
     return dx
 
 
