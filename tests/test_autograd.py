@@ -105,6 +105,8 @@ OPS = [
        [(2, 7, 6, 2), (3, 2, 2, 3), (3,)]),
     Op("conv2d-dilation-explicit-pad", lambda x, w: F.conv2d(x, w, dilation=2, padding=((1, 0), (2, 1))),
        [(1, 7, 7, 2), (2, 3, 2, 2)]),
+    Op("conv2d-fused-relu", lambda x, w, b: F.conv2d(x, w, b, padding="same", activation="relu"),
+       [(2, 5, 4, 2), (3, 3, 2, 3), (3,)]),
     Op("max_pool2d", F.max_pool2d, [(2, 4, 6, 3)], make=distinct),
     Op("max_pool2d-overlap-same", lambda x: F.max_pool2d(x, 3, stride=2, padding="same"), [(1, 5, 5, 2)],
        make=distinct),

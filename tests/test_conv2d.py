@@ -125,6 +125,24 @@ def test_conv2d_forward(backend, rng, case, dtype):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_fused_relu(backend, rng, case, dtype):
+    """activation="relu" is relu(conv2d(...)): negatives exactly 0, the rest as without it."""
+    x, w = data(rng, case.x, dtype), data(rng, case.w, dtype)
+    b = data(rng, (case.o,), dtype) if case.bias else None
+    plain = zg.kernels.conv2d(x, w, b, **case.kw())
+    fused = zg.kernels.conv2d(x, w, b, activation="relu", **case.kw())
+    np.testing.assert_array_equal(fused, np.maximum(plain, 0))
+    assert_close(fused, R.conv2d(*f64(x, w, b), activation="relu", **case.kw()), red_forward(case) + 1, dtype=dtype)
+
+
+def test_conv2d_unknown_activation(backend, rng):
+    x, w = data(rng, (1, 4, 4, 2), np.float32), data(rng, (3, 3, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="argument 'activation'"):
+        zg.kernels.conv2d(x, w, activation="gelu")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_conv2d_backward_data(backend, rng, case, dtype):
     dy, w = data(rng, case.y, dtype), data(rng, case.w, dtype)
     expected = R.conv2d_backward_data(*f64(dy, w), case.x, **case.kw())

@@ -82,6 +82,35 @@ def test_max_pool2d_backward(backend, rng, pool, stride, padding, dtype):
         assert_exact(zg.kernels.max_pool2d_backward(dyi, x, pool, **kw), R.max_pool2d_backward(dyi, x, pool, **kw))
 
 
+
+@pytest.mark.parametrize("pool,stride,padding", GEOMETRIES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool2d_winners(backend, rng, pool, stride, padding, dtype):
+    """return_indices gives each window's winning pixel; the backward pass fed those indices
+    gives exactly what it computes without them."""
+    x = data(rng, X_SHAPE, dtype)
+    kw = dict(stride=stride, padding=padding)
+    y, indices = zg.kernels.max_pool2d(x, pool, return_indices=True, **kw)
+    y_ref, indices_ref = R.max_pool2d(x, pool, return_indices=True, **kw)
+    assert indices.dtype == np.int32
+    assert_exact(y, y_ref)
+    np.testing.assert_array_equal(indices, indices_ref)
+    n, _, width, c = X_SHAPE
+    flat = x.reshape(n, -1, c)
+    np.testing.assert_array_equal(np.take_along_axis(flat, indices.reshape(n, -1, c), axis=1).reshape(y.shape), y)
+    dy = small_ints(rng, y.shape, dtype)
+    assert_exact(zg.kernels.max_pool2d_backward(dy, x, pool, indices=indices, **kw),
+                 zg.kernels.max_pool2d_backward(dy, x, pool, **kw))
+
+
+def test_max_pool2d_bad_indices(backend, rng):
+    x = data(rng, (2, 6, 6, 3), np.float32)
+    y, indices = zg.kernels.max_pool2d(x, 2, return_indices=True)
+    for bad, exc in [(indices.astype(np.int64), TypeError), (indices[:1], ValueError), (indices + 36, ValueError),
+                     (indices - 100, ValueError), (indices.tolist(), TypeError)]:
+        with pytest.raises(exc, match="argument 'indices'"):
+            zg.kernels.max_pool2d_backward(y, x, 2, indices=bad)
+
 @pytest.mark.parametrize("pool,stride,padding", GEOMETRIES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_avg_pool2d(backend, rng, pool, stride, padding, dtype):

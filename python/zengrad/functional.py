@@ -11,7 +11,7 @@ import numpy as np
 
 from . import kernels
 from .random import generator
-from .tensor import Tensor
+from .tensor import Tensor, is_grad_enabled
 
 __all__ = [
     "linear", "conv2d", "max_pool2d", "avg_pool2d", "relu", "sigmoid", "tanh", "softmax",
@@ -60,14 +60,17 @@ def linear(x, w, b=None) -> Tensor:
     return Tensor._result(y, (x, w) if b is None else (x, w, b), backward)
 
 
-def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1) -> Tensor:
-    """x (N, H, W, C) conv w (kh, kw, C, O) + b (O,) -> (N, Ho, Wo, O)."""
+def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None) -> Tensor:
+    """x (N, H, W, C) conv w (kh, kw, C, O) + b (O,) -> (N, Ho, Wo, O); activation=None or "relu"
+    (fused into the kernel: relu(conv2d(...)) without a pass of its own)."""
     x, w = _t(x, "x", "conv2d"), _t(w, "w", "conv2d")
     b = None if b is None else _t(b, "b", "conv2d")
     geometry = dict(stride=stride, padding=padding, dilation=dilation)
-    y = kernels.conv2d(x.data, w.data, None if b is None else b.data, **geometry)
+    y = kernels.conv2d(x.data, w.data, None if b is None else b.data, activation=activation, **geometry)
 
     def backward(g):
+        if activation == "relu":
+            g = kernels.relu_backward(g, y)
         dx = kernels.conv2d_backward_data(g, w.data, x.shape, **geometry) if x.requires_grad else None
         if b is None:
             dw = kernels.conv2d_backward_weight(x.data, g, w.shape, **geometry) if w.requires_grad else None
@@ -81,9 +84,12 @@ def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1) -> Tensor:
 def max_pool2d(x, pool_size=2, stride=None, padding="valid") -> Tensor:
     """Max over windows of x (N, H, W, C) -> (N, Ho, Wo, C); gradient to each window's first max."""
     x = _t(x, "x", "max_pool2d")
-    y = kernels.max_pool2d(x.data, pool_size, stride=stride, padding=padding)
+    geometry = dict(stride=stride, padding=padding)
+    if not (is_grad_enabled() and x.requires_grad):
+        return Tensor(kernels.max_pool2d(x.data, pool_size, **geometry))
+    y, winners = kernels.max_pool2d(x.data, pool_size, return_indices=True, **geometry)
     return Tensor._result(y, (x,), lambda g: (
-        kernels.max_pool2d_backward(g, x.data, pool_size, stride=stride, padding=padding),))
+        kernels.max_pool2d_backward(g, x.data, pool_size, indices=winners, **geometry),))
 
 
 def avg_pool2d(x, pool_size=2, stride=None, padding="valid") -> Tensor:
@@ -104,8 +110,8 @@ def flatten(x) -> Tensor:
 
 def relu(x) -> Tensor:
     x = _t(x, "x", "relu")
-    y = np.maximum(x.data, 0)
-    return Tensor._result(y, (x,), lambda g: (g * (x.data > 0),))
+    y = kernels.relu(x.data)
+    return Tensor._result(y, (x,), lambda g: (kernels.relu_backward(g, y),))
 
 
 def _sigmoid(z):

@@ -13,7 +13,7 @@ from ._backends import current as _current
 
 __all__ = [
     "gemm", "conv2d", "conv2d_backward_data", "conv2d_backward_weight",
-    "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+    "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "relu", "relu_backward",
     "available_backends", "get_backend", "set_backend", "use_backend", "reference",
 ]
 
@@ -26,9 +26,12 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     return _current().gemm(*V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta))
 
 
-def conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1):
-    """y = conv(x, w) + b; x (N, H, W, C), w (kh, kw, C, O), b (O,) -> y (N, Ho, Wo, O)."""
-    return _current().conv2d(*V.conv2d_args("conv2d", x, w, b, stride, padding, dilation))
+def conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1, activation=None):
+    """y = conv(x, w) + b; x (N, H, W, C), w (kh, kw, C, O), b (O,) -> y (N, Ho, Wo, O).
+
+    activation="relu" returns max(y, 0), applied inside the kernel while y is in cache."""
+    relu = V.activation("conv2d", activation)
+    return _current().conv2d(*V.conv2d_args("conv2d", x, w, b, stride, padding, dilation), relu)
 
 
 def conv2d_backward_data(dy, w, x_shape, *, stride=1, padding="valid", dilation=1):
@@ -47,15 +50,32 @@ def conv2d_backward_weight(x, dy, w_shape, *, stride=1, padding="valid", dilatio
     return _current().conv2d_backward_weight(*args, V.flag(func, "with_bias", with_bias))
 
 
-def max_pool2d(x, pool_size=2, *, stride=None, padding="valid"):
-    """Max over each window; x (N, H, W, C) -> (N, Ho, Wo, C). stride None means pool_size."""
-    return _current().max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding))
+def max_pool2d(x, pool_size=2, *, stride=None, padding="valid", return_indices=False):
+    """Max over each window; x (N, H, W, C) -> (N, Ho, Wo, C). stride None means pool_size.
+
+    return_indices=True returns (y, indices): int32 (N, Ho, Wo, C), the pixel ih * W + iw of
+    each window's first maximum, which max_pool2d_backward can use instead of searching again."""
+    with_indices = V.flag("max_pool2d", "return_indices", return_indices)
+    return _current().max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding), with_indices)
 
 
-def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid"):
-    """dL/dx of max_pool2d: each dy goes to the first maximum of its window; -> x.shape."""
-    return _current().max_pool2d_backward(
-        *V.pool_backward_args("max_pool2d_backward", dy, x, pool_size, stride, padding))
+def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid", indices=None):
+    """dL/dx of max_pool2d: each dy goes to the first maximum of its window; -> x.shape.
+
+    `indices` from max_pool2d(..., return_indices=True) spares the search for the maxima."""
+    func = "max_pool2d_backward"
+    dy, x, g = V.pool_backward_args(func, dy, x, pool_size, stride, padding)
+    return _current().max_pool2d_backward(dy, x, g, None if indices is None else V.pool_indices(func, indices, g))
+
+
+def relu(x):
+    """max(x, 0), elementwise (NaN stays NaN); any shape."""
+    return _current().relu(V.array("relu", "x", x))
+
+
+def relu_backward(dy, y):
+    """dL/dx of relu: dy where y = relu(x) > 0, else 0; dy and y of one shape."""
+    return _current().relu_backward(*V.relu_backward_args("relu_backward", dy, y))
 
 
 def avg_pool2d(x, pool_size=2, *, stride=None, padding="valid"):

@@ -11,10 +11,22 @@ def gemm(a, b, out, trans_a, trans_b, alpha, beta):
     return out
 
 
-def conv2d(x, w, b, g):
+def conv2d(x, w, b, g, relu):
     y = np.empty((g.n, g.ho, g.wo, w.shape[3]), x.dtype)
-    _cpu.conv2d(x, w, b, y, g, False)
+    _cpu.conv2d(x, w, b, y, g, relu)
     return y
+
+
+def relu(x):
+    y = np.empty_like(x)
+    _cpu.relu(x, y)
+    return y
+
+
+def relu_backward(dy, y):
+    dx = np.empty_like(dy)
+    _cpu.relu_backward(dy, y, dx)
+    return dx
 
 
 def conv2d_backward_data(dy, w, g):
@@ -30,15 +42,16 @@ def conv2d_backward_weight(x, dy, w_shape, g, with_bias):
     return (dw, db) if with_bias else dw
 
 
-def max_pool2d(x, g):
+def max_pool2d(x, g, with_indices):
     y = np.empty((g.n, g.ho, g.wo, g.c), x.dtype)
-    _cpu.max_pool2d(x, y, None, g)
-    return y
+    indices = np.empty(y.shape, np.int32) if with_indices else None
+    _cpu.max_pool2d(x, y, indices, g)
+    return (y, indices) if with_indices else y
 
 
-def max_pool2d_backward(dy, x, g):
+def max_pool2d_backward(dy, x, g, indices):
     dx = np.empty(g.x_shape, dy.dtype)
-    _cpu.max_pool2d_backward(dy, x, None, dx, g)
+    _cpu.max_pool2d_backward(dy, x, indices, dx, g)
     return dx
 
 
@@ -58,4 +71,5 @@ BACKEND = types.SimpleNamespace(
     gemm=gemm, conv2d=conv2d, conv2d_backward_data=conv2d_backward_data,
     conv2d_backward_weight=conv2d_backward_weight, max_pool2d=max_pool2d,
     max_pool2d_backward=max_pool2d_backward, avg_pool2d=avg_pool2d, avg_pool2d_backward=avg_pool2d_backward,
+    relu=relu, relu_backward=relu_backward,
 )

@@ -12,4 +12,6 @@ BACKEND = types.SimpleNamespace(
     max_pool2d_backward=R._compute_max_pool2d_backward,
     avg_pool2d=R._compute_avg_pool2d,
     avg_pool2d_backward=R._compute_avg_pool2d_backward,
+    relu=R._compute_relu,
+    relu_backward=R._compute_relu_backward,
 )

@@ -29,7 +29,7 @@ def array(func: str, name: str, value, ndim: int | None = None) -> np.ndarray:
         fail(TypeError, func, name, "of dtype float32 or float64", value.dtype)
     if ndim is not None and value.ndim != ndim:
         fail(ValueError, func, name, f"{ndim}-dimensional", f"shape {value.shape}")
-    return np.ascontiguousarray(value)
+    return value if value.flags.c_contiguous else value.copy(order="C")
 
 
 def same_dtype(func: str, reference_name: str, reference: np.ndarray, **others) -> None:
@@ -225,6 +225,16 @@ def _conv_common(func, x_name, x, w_shape, stride, padding, dilation):
     return window(func, x.shape, w_shape[:2], stride, padding, dilation)
 
 
+ACTIVATIONS = (None, "relu")
+
+
+def activation(func, value) -> bool:
+    """True for "relu" (fused into the kernel), False for None."""
+    if value not in ACTIVATIONS:
+        fail(ValueError, func, "activation", "None or 'relu'", repr(value))
+    return value == "relu"
+
+
 def conv2d_args(func, x, w, b, stride, padding, dilation):
     """-> (x, w, b, g) for y = conv2d(x, w) + b; x NHWC, w HWIO, b (O,)."""
     x = array(func, "x", x, 4)
@@ -292,3 +302,27 @@ def pool_backward_args(func, dy, x, pool_size, stride, padding):
     if dy.shape != expected:
         fail(ValueError, func, "dy", f"of shape {expected} (the forward output)", f"shape {dy.shape}")
     return dy, x, g
+
+
+def pool_indices(func, indices, g):
+    """The winners from max_pool2d(..., return_indices=True): int32 (N, Ho, Wo, C) in [0, H*W)."""
+    if not isinstance(indices, np.ndarray):
+        fail(TypeError, func, "indices", "a NumPy array", type(indices).__name__)
+    if indices.dtype != np.int32:
+        fail(TypeError, func, "indices", "of dtype int32 (from max_pool2d(..., return_indices=True))",
+             indices.dtype)
+    if indices.shape != (g.n, g.ho, g.wo, g.c):
+        fail(ValueError, func, "indices", f"of shape {(g.n, g.ho, g.wo, g.c)}", f"shape {indices.shape}")
+    if indices.size and (indices.min() < 0 or indices.max() >= g.h * g.w):
+        fail(ValueError, func, "indices", f"pixel indices in [0, {g.h * g.w})",
+             f"values in [{indices.min()}, {indices.max()}]")
+    return np.ascontiguousarray(indices)
+
+
+def relu_backward_args(func, dy, y):
+    dy = array(func, "dy", dy)
+    y = array(func, "y", y)
+    same_dtype(func, "dy", dy, y=y)
+    if y.shape != dy.shape:
+        fail(ValueError, func, "y", f"of shape {dy.shape} like 'dy'", f"shape {y.shape}")
+    return dy, y

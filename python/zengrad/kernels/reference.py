@@ -37,7 +37,7 @@ def _tap(xp, g, i, j):
     return xp[:, top:top + g.sh * (g.ho - 1) + 1:g.sh, left:left + g.sw * (g.wo - 1) + 1:g.sw, :]
 
 
-def _compute_conv2d(x, w, b, g):
+def _compute_conv2d(x, w, b, g, relu=False):
     y = np.zeros((g.n, g.ho, g.wo, w.shape[3]), x.dtype)
     xp = _pad(x, g)
     for i in range(g.kh):
@@ -45,7 +45,15 @@ def _compute_conv2d(x, w, b, g):
             y += _tap(xp, g, i, j) @ w[i, j]
     if b is not None:
         y += b
-    return y
+    return _compute_relu(y) if relu else y
+
+
+def _compute_relu(x):
+    return np.maximum(x, 0)
+
+
+def _compute_relu_backward(dy, y):
+    return np.where(y > 0, dy, 0).astype(dy.dtype)
 
 
 def _compute_conv2d_backward_data(dy, w, g):
@@ -66,9 +74,21 @@ def _compute_conv2d_backward_weight(x, dy, w_shape, g, with_bias):
     return (dw, dy2.sum(axis=0)) if with_bias else dw
 
 
-def conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1):
-    """y = conv(x, w) + b; x (N, H, W, C), w (kh, kw, C, O), b (O,) -> y (N, Ho, Wo, O)."""
-    return _compute_conv2d(*V.conv2d_args("conv2d", x, w, b, stride, padding, dilation))
+def conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1, activation=None):
+    """y = conv(x, w) + b; x (N, H, W, C), w (kh, kw, C, O), b (O,) -> y (N, Ho, Wo, O); max(y, 0)
+    with activation="relu"."""
+    relu = V.activation("conv2d", activation)
+    return _compute_conv2d(*V.conv2d_args("conv2d", x, w, b, stride, padding, dilation), relu)
+
+
+def relu(x):
+    """max(x, 0), elementwise (NaN stays NaN)."""
+    return _compute_relu(V.array("relu", "x", x))
+
+
+def relu_backward(dy, y):
+    """dy where y > 0, else 0."""
+    return _compute_relu_backward(*V.relu_backward_args("relu_backward", dy, y))
 
 
 def conv2d_backward_data(dy, w, x_shape, *, stride=1, padding="valid", dilation=1):
@@ -111,14 +131,33 @@ def _real_positions(g):
     return _windows(np.ones((1, g.h, g.w, 1)), g, 0.0) > 0
 
 
-def _compute_max_pool2d(x, g):
-    windows = _windows(x, g, -np.inf)
-    return np.take_along_axis(windows, _first_max(windows, _real_positions(g))[..., None], axis=-1)[..., 0]
+def _tap_to_pixel(tap, g):
+    """Window tap index (i * kw + j) of each output -> the input pixel ih * W + iw it names."""
+    i, j = np.divmod(tap, g.kw)
+    oh = np.arange(g.ho)[None, :, None, None]
+    ow = np.arange(g.wo)[None, None, :, None]
+    return ((oh * g.sh - g.pt + i * g.dh) * g.w + (ow * g.sw - g.pl + j * g.dw)).astype(np.int32)
 
 
-def _compute_max_pool2d_backward(dy, x, g):
+def _pixel_to_tap(pixel, g):
+    ih, iw = np.divmod(pixel.astype(np.int64), g.w)
+    oh = np.arange(g.ho)[None, :, None, None]
+    ow = np.arange(g.wo)[None, None, :, None]
+    return (ih - (oh * g.sh - g.pt)) // g.dh * g.kw + (iw - (ow * g.sw - g.pl)) // g.dw
+
+
+def _compute_max_pool2d(x, g, with_indices=False):
     windows = _windows(x, g, -np.inf)
     winner = _first_max(windows, _real_positions(g))
+    y = np.take_along_axis(windows, winner[..., None], axis=-1)[..., 0]
+    return (y, _tap_to_pixel(winner, g)) if with_indices else y
+
+
+def _compute_max_pool2d_backward(dy, x, g, indices=None):
+    if indices is None:
+        winner = _first_max(_windows(x, g, -np.inf), _real_positions(g))
+    else:
+        winner = _pixel_to_tap(indices, g)
     dxp = np.zeros((g.n, g.h + g.pt + g.pb, g.w + g.pl + g.pr, g.c), dy.dtype)
     for t in range(g.kh * g.kw):
         i, j = divmod(t, g.kw)
@@ -139,15 +178,18 @@ def _compute_avg_pool2d_backward(dy, x, g):
     return dxp[:, g.pt:g.pt + g.h, g.pl:g.pl + g.w, :].copy()
 
 
-def max_pool2d(x, pool_size=2, *, stride=None, padding="valid"):
-    """Max over each window; x (N, H, W, C) -> (N, Ho, Wo, C). Padding is never the maximum."""
-    return _compute_max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding))
+def max_pool2d(x, pool_size=2, *, stride=None, padding="valid", return_indices=False):
+    """Max over each window; x (N, H, W, C) -> (N, Ho, Wo, C). Padding is never the maximum.
+    return_indices: also the pixel (ih * W + iw, int32) of each window's first maximum."""
+    with_indices = V.flag("max_pool2d", "return_indices", return_indices)
+    return _compute_max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding), with_indices)
 
 
-def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid"):
-    """dL/dx: each dy goes to the first maximum of its window; x is the forward input."""
-    return _compute_max_pool2d_backward(
-        *V.pool_backward_args("max_pool2d_backward", dy, x, pool_size, stride, padding))
+def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid", indices=None):
+    """dL/dx: each dy goes to the first maximum of its window (or to `indices`, from the forward)."""
+    func = "max_pool2d_backward"
+    dy, x, g = V.pool_backward_args(func, dy, x, pool_size, stride, padding)
+    return _compute_max_pool2d_backward(dy, x, g, None if indices is None else V.pool_indices(func, indices, g))
 
 
 def avg_pool2d(x, pool_size=2, *, stride=None, padding="valid"):

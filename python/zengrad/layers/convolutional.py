@@ -68,3 +68,9 @@ class Conv2D(ActivationMixin, Layer):
     def pre_activation(self, x, training=False):
         return F.conv2d(x, self.kernel, self.bias, stride=self.strides, padding=self.padding,
                         dilation=self.dilation_rate)
+
+    def call(self, x, training=False):
+        if self.activation_name == "relu":  # fused into the convolution kernel
+            return F.conv2d(x, self.kernel, self.bias, stride=self.strides, padding=self.padding,
+                            dilation=self.dilation_rate, activation="relu")
+        return super().call(x, training=training)
