@@ -32,7 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 import zengrad as zg
-from zengrad import kernels
+from zengrad import bench_peers, kernels
 
 REFERENCE = "reference"       # zengrad.kernels.reference.<kernel>: the baseline
 MATMUL = "numpy-matmul"       # op(a) @ op(b), for GEMM cases only
@@ -145,9 +145,14 @@ def select(substring: str = "", *, quick: bool = False) -> list[Case]:
     return [c for c in CASES if (substring in c.name or substring == c.kernel) and not (quick and c.big)]
 
 
-def contenders(case: Case, backends) -> list[str]:
-    """Who runs `case`: each backend, numpy.matmul for GEMM, and the reference last."""
-    return [*backends, *([MATMUL] if case.kernel == "gemm" else []), REFERENCE]
+def contenders(case: Case, backends, peers=()) -> list[str]:
+    """Who runs `case`: each backend, the peers that do this kernel, numpy.matmul for GEMM, and
+    the reference last."""
+    peers = [p for p in peers if case.kernel in PEER_KERNELS]
+    return [*backends, *peers, *([MATMUL] if case.kernel == "gemm" else []), REFERENCE]
+
+
+PEER_KERNELS = ("gemm", "conv2d", "conv2d_backward_data", "conv2d_backward_weight")
 
 
 def pairs(kernel_substring: str = "", backends=None) -> list[tuple[Case, str]]:
@@ -209,6 +214,9 @@ def make_runner(case: Case, contender: str, args: tuple) -> Runner:
     if contender == REFERENCE:
         fn = getattr(kernels.reference, case.kernel)
         return Runner(contender, lambda: fn(*args, **case.kwargs))
+    if contender in bench_peers.KNOWN:
+        call, to_host = bench_peers.kernel_call(case.kernel, args, case.kwargs)
+        return Runner(contender, call, to_host=to_host)
     if contender == MATMUL:
         a, b = args[:2]
         a = a.T if case.kwargs.get("trans_a") else a
@@ -291,10 +299,11 @@ def _gc_paused():
             gc.enable()
 
 
-def measure_case(case: Case, backends, dtype=np.float32, settings: Settings = Settings()) -> list[Timing]:
+def measure_case(case: Case, backends, dtype=np.float32, settings: Settings = Settings(),
+                 peers=()) -> list[Timing]:
     """Run each contender once, check its output against the reference's, then time them all."""
     args = case.make_args(dtype)
-    timings = [Timing(case, name) for name in contenders(case, backends)]
+    timings = [Timing(case, name) for name in contenders(case, backends, peers)]
     ready, outputs = [], {}
     for timing in timings:
         try:
@@ -338,13 +347,14 @@ def _time_interleaved(ready: list[tuple[Runner, Timing, float]], settings: Setti
                 timing.samples.append(runner.seconds_per_call(timing.number))
 
 
-def run_cases(cases, backends, dtype=np.float32, settings: Settings = Settings(), progress=None) -> list[Timing]:
+def run_cases(cases, backends, dtype=np.float32, settings: Settings = Settings(), progress=None,
+              peers=()) -> list[Timing]:
     """measure_case for each case in turn; `progress(i, n, case)` is told before each."""
     timings = []
     for i, case in enumerate(cases, 1):
         if progress:
             progress(i, len(cases), case)
-        timings += measure_case(case, backends, dtype, settings)
+        timings += measure_case(case, backends, dtype, settings, peers)
     return timings
 
 
@@ -520,6 +530,16 @@ def _backend_list(text: str) -> list[str]:
     return names
 
 
+def _peer_list(text: str) -> tuple:
+    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
+    for name in names:
+        if name not in bench_peers.KNOWN:
+            raise argparse.ArgumentTypeError(f"unknown peer {name!r} (known: {', '.join(bench_peers.KNOWN)})")
+        if not bench_peers.available(name):
+            raise argparse.ArgumentTypeError(f"peer {name!r} is not installed")
+    return names
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -542,6 +562,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer samples, no 2048 GEMM")
     parser.add_argument("--json", metavar="PATH", help="write every sample to PATH as JSON")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument("--peers", type=_peer_list, default=(), metavar="NAMES",
+                        help="also time other libraries side by side: torch (PyTorch CPU, channels_last)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -565,10 +587,10 @@ def run(args: argparse.Namespace) -> int:
         env = environment(dtype)
         print("\n".join(header_lines(env)), flush=True)
         start = time.perf_counter()
-        timings = run_cases(cases, backends, dtype, settings, progress=_progress)
+        timings = run_cases(cases, backends, dtype, settings, progress=_progress, peers=args.peers)
         if training:
             from zengrad import bench_training
-            bench_training.run(backends, quick=args.quick)
+            bench_training.run(backends, quick=args.quick, peers=args.peers)
         if not cases:
             return 0
     records = summarise(timings, dtype.itemsize)

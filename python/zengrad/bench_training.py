@@ -93,17 +93,36 @@ def layer_split(repeats: int = 30) -> list[tuple[str, float, float]]:
     return rows
 
 
-def run(backends, *, quick: bool = False) -> None:
-    """Print seed-step (and, unless quick, seed-epoch) per backend and the layer split."""
+def _full_data():
+    """The full Fashion-MNIST training set as the seed CNN takes it, or None when not found."""
+    try:
+        (x, y), _ = zg.datasets.fashion_mnist.load_data()
+    except OSError:
+        return None
+    return x.reshape(-1, 28, 28, 1) * np.float32(1 / 255), y.astype(np.int64)
+
+
+def run(backends, *, quick: bool = False, peers=()) -> None:
+    """Print seed-step (and, unless quick, seed-epoch) per backend and peer, and the layer split."""
+    from zengrad import bench_peers
+
     print("\nseed CNN training, batch 32")
     steps = {b: seed_step_ms(b, repeats=20 if quick else 50) for b in backends}
-    for backend, ms in steps.items():
-        print(f"  seed-step   {backend:8} {ms:8.2f} ms per step ({1875 * ms / 1e3:6.1f} s per 60,000 images)")
-    if not quick:
+    peer_steps = {p: bench_peers.seed_step_ms(repeats=20 if quick else 50) for p in peers}
+    for name, ms in {**steps, **peer_steps}.items():
+        print(f"  seed-step   {name:8} {ms:8.2f} ms per step ({1875 * ms / 1e3:6.1f} s per 60,000 images)")
+    data = None if quick else _full_data()
+    if data is not None:
         for backend in backends:
-            seconds = seed_epoch_s(backend) if backend != "numpy" else None  # numpy: minutes, skipped
-            shown = f"{seconds:8.2f} s" if seconds is not None else "       - (no full data set / skipped)"
-            print(f"  seed-epoch  {backend:8} {shown}")
+            if backend == "numpy":  # minutes per epoch: left out
+                continue
+            time.sleep(0.2)
+            print(f"  seed-epoch  {backend:8} {seed_epoch_s(backend):8.2f} s")
+        for peer in peers:
+            time.sleep(0.2)
+            print(f"  seed-epoch  {peer:8} {bench_peers.seed_epoch_s(*data):8.2f} s")
+    elif not quick:
+        print("  seed-epoch  - (the full Fashion-MNIST was not found: see zengrad.datasets)")
 
     current = kernels.get_backend()
     rows = layer_split(repeats=10 if quick else 30)
