@@ -5,6 +5,8 @@ A layer's whole contract with the training loop is `parameters()` (the trainable
 """
 from __future__ import annotations
 
+import abc
+
 import itertools
 import re
 from collections import defaultdict
@@ -79,7 +81,7 @@ def fmt_shape(shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-class Layer:
+class Layer(abc.ABC):
     """Base class. Subclasses set `input_ndim` (or `min_ndim`) and override `build`, `call`,
     `compute_output_shape`; weights are made with `add_weight`."""
 
@@ -221,8 +223,9 @@ class Layer:
         self.build_from_shape(x.shape)
         return self.call(x, training=training)
 
+    @abc.abstractmethod
     def call(self, x, training=False):
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
 
 class ActivationMixin:

@@ -8,6 +8,8 @@ same value, computed stably from the pre-activation logits.
 """
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 
 import zengrad as zg
@@ -44,7 +46,7 @@ def _targets_like(y_true, y_pred, owner):
     return y
 
 
-class Loss:
+class Loss(abc.ABC):
     """Base class: subclasses define call(y_true, y_pred) -> scalar Tensor."""
 
     fused_activation = None    # the last activation whose logits from_logits_loss takes
@@ -55,11 +57,13 @@ class Loss:
     def __call__(self, y_true, y_pred):
         return self.call(y_true, y_pred)
 
+    @abc.abstractmethod
     def call(self, y_true, y_pred):
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
     def from_logits_loss(self, y_true, logits):
-        raise NotImplementedError
+        """The loss from the logits of `fused_activation`; only losses that name one have it."""
+        raise TypeError(f"{type(self).__name__} has no form that takes logits")
 
     def check_targets(self, y_true, output_shape):
         """Validate a whole target array against the model's output shape (batch axis None)."""

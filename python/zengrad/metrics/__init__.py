@@ -7,6 +7,8 @@ holds class indices, categorical (argmax vs argmax) otherwise.
 """
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 
 __all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "SparseCategoricalAccuracy",
@@ -55,21 +57,24 @@ def accuracy(y_true, y_pred):
     return _accuracy_kind(y_true, y_pred)(y_true, y_pred)
 
 
-class Metric:
+class Metric(abc.ABC):
     """A running value over batches."""
 
     def __init__(self, name):
         self.name = name
         self.reset_state()
 
+    @abc.abstractmethod
     def reset_state(self):
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
+    @abc.abstractmethod
     def update_state(self, y_true, y_pred):
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
+    @abc.abstractmethod
     def result(self) -> float:
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r})"
