@@ -177,6 +177,71 @@ struct TapRowsOverPixels {
   }
 };
 
+
+// Inputs with few channels (a network's first layer: c = 1 or 3) make patch rows so short that
+// packing them costs more than the product. There the micro-kernel reads the image in place:
+// for MR consecutive output pixels of one row, the taps of kernel row i are the matrix whose
+// row r starts at pixel (top + i*dh, left + r*sw) and runs over kw*c contiguous values (dw = 1),
+// i.e. a row-major panel with row stride sw*c. Tiles that touch padding are packed as usual.
+template <class T>
+bool few_channels_direct(const Window& g, long k) {
+  return g.c < 8 && g.dw == 1 && k <= microkernel<T>().kc;
+}
+
+template <class T>
+void conv2d_forward_direct(const T* x, const T* w, T* y, long o, const Window& g, bool relu, bool has_bias) {
+  const MicroKernel<T>& uk = microkernel<T>();
+  const MicroKernelFn<T> kernel = uk.row_major_a;
+  const long MR = uk.mr, NR = uk.nr, seg = g.kw * g.c, k = g.kh * seg, n_panels = (o + NR - 1) / NR;
+  std::vector<T> bpack(n_panels * NR * k);
+  const StridedMatrix<T> filters{w, o, 1};
+  filters.pack_b(bpack.data(), 0, k, 0, o, NR);  // panel jp at jp*NR*k, row p at + p*NR
+  const PatchRows<T> patches{g.h, g.w, g.c, g.kh, g.kw, g.dh, g.dw};
+  const T beta = has_bias ? T(1) : T(0);
+
+  parallel_for(g.n * g.ho, 4, [&](long first_row, long last_row) {
+    alignas(64) T apack[16 * 256];  // one packed tile: MR x k <= 16 x KC
+    alignas(64) T edge[16 * 64];    // one MR x NR tile of C
+    for (long row = first_row; row < last_row; ++row) {
+      const long n = row / g.ho, oh = row % g.ho, top = oh * g.sh - g.pt;
+      const T* image = x + n * g.h * g.w * g.c;
+      const bool rows_inside = top >= 0 && top + (g.kh - 1) * g.dh < g.h;
+      for (long ow0 = 0; ow0 < g.wo; ow0 += MR) {
+        const long count = std::min(MR, g.wo - ow0), left = ow0 * g.sw - g.pl;
+        const bool inside = rows_inside && count == MR && left >= 0 && left + (MR - 1) * g.sw + g.kw - 1 < g.w;
+        if (!inside) {
+          for (long r = 0; r < count; ++r) patches.gather(apack + r * k, image, top, left + r * g.sw, 0, k);
+          zero(apack + count * k, (MR - count) * k);
+        }
+        T* tile = y + (row * g.wo + ow0) * o;
+        for (long jp = 0; jp < n_panels; ++jp) {
+          const long width = std::min(NR, o - jp * NR);
+          const bool full = width == NR && count == MR;
+          T* c = full ? tile + jp * NR : edge;
+          const long ldc = full ? o : NR;
+          if (!full) {  // the edge tile starts from the bias (in y) or from zeros
+            for (long r = 0; r < MR; ++r)
+              for (long q = 0; q < NR; ++q)
+                edge[r * NR + q] = has_bias && r < count && q < width ? tile[r * o + jp * NR + q] : T(0);
+          }
+          const T first_beta = full ? beta : T(1);
+          const T* panel = bpack.data() + jp * NR * k;
+          if (inside) {
+            for (long i = 0; i < g.kh; ++i)
+              kernel(seg, image + ((top + i * g.dh) * g.w + left) * g.c, g.sw * g.c, panel + i * seg * NR, NR, c, ldc,
+                     T(1), i == 0 ? first_beta : T(1));
+          } else {
+            kernel(k, apack, k, panel, NR, c, ldc, T(1), first_beta);
+          }
+          if (!full)
+            for (long r = 0; r < count; ++r)
+              for (long q = 0; q < width; ++q) tile[r * o + jp * NR + q] = edge[r * NR + q];
+        }
+        if (relu) detail::relu_tile(tile, o, count, o);
+      }
+    }
+  });
+}
 }  // namespace
 
 template <class T>
@@ -187,6 +252,7 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, long o, const Wind
       for (long i = begin; i < end; ++i) std::copy(b, b + o, y + i * o);
     });
   }
+  if (few_channels_direct<T>(g, k)) return conv2d_forward_direct<T>(x, w, y, o, g, relu, b != nullptr);
   gemm_driver<T>(m, o, k, OutputPixelPatches<T>{x, g}, StridedMatrix<T>{w, o, 1}, y, o, T(1), b ? T(1) : T(0),
                  relu ? Epilogue::relu : Epilogue::none);
 }
