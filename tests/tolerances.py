@@ -43,9 +43,12 @@ def _check_meta(actual: np.ndarray, expected: np.ndarray, dtype) -> None:
     assert actual.shape == expected.shape, f"shape {actual.shape}, expected {expected.shape}"
 
 
-def assert_close(actual, expected, reduction: int, *, dtype=None, factor: float = 1.0, what: str = "") -> None:
+def assert_close(actual, expected, reduction: int, *, dtype=None, factor: float = 1.0, what: str = "",
+                 scale: float | None = None) -> None:
     """`actual` (of `dtype`, default expected's) equals `expected` to within rounding of a
-    length-`reduction` sum. NaN and infinities must appear in the same places."""
+    length-`reduction` sum. NaN and infinities must appear in the same places. `scale`, when
+    given, is the size of the partial sums (e.g. the 2-norm of the terms) and replaces the rms of
+    `expected`: needed when the whole result is a few sums that may cancel to nearly nothing."""
     actual, expected = to_numpy(actual), np.asarray(expected)
     dtype = np.dtype(dtype if dtype is not None else expected.dtype)
     _check_meta(actual, expected, dtype)
@@ -66,7 +69,7 @@ def assert_close(actual, expected, reduction: int, *, dtype=None, factor: float 
     if not finite.any():
         return
     tol = tolerance(dtype, reduction, factor)
-    rms = math.sqrt(float(np.mean(np.square(e[finite]))))
+    rms = scale if scale is not None else math.sqrt(float(np.mean(np.square(e[finite]))))
     with np.errstate(invalid="ignore"):          # inf - inf where both are inf: masked out
         err = np.where(finite, np.abs(a - e), 0.0)
     bound = tol * rms + tol * np.abs(e)

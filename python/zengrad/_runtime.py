@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from numbers import Integral
 
 try:
@@ -30,6 +31,18 @@ def set_num_threads(n: int) -> None:
     _num_threads = int(n)
     if _cpu is not None:
         _cpu.set_num_threads(_num_threads)
+    _set_numba_threads(_num_threads)
+
+
+def _set_numba_threads(n: int) -> None:
+    """Numba's thread count (for the calling thread: Numba keeps one per thread; the numba
+    backend applies zengrad's count again in whichever thread calls a kernel). Only once that
+    backend is loaded: importing numba takes ~0.2 s, too much for `import zengrad`."""
+    if "zengrad.kernels._numba_backend" not in sys.modules:
+        return
+    import numba
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
 def get_num_threads() -> int:

@@ -1,7 +1,7 @@
 """Which implementation runs the kernels: the registry, the automatic choice, the switches.
 
 Backends are namespaces of functions that take arguments already checked by `_validate`.
-Auto order: cpp, then numpy; the environment variable ZENGRAD_BACKEND names one.
+Auto order: cpp, then numba, then numpy; the environment variable ZENGRAD_BACKEND names one.
 `use_backend` is scoped to the current thread (and asyncio task); `set_backend` changes the
 process-wide default.
 """
@@ -14,8 +14,8 @@ import os
 import types
 import warnings
 
-AUTO_ORDER = ("cpp", "numpy")
-KNOWN = ("cpp", "numpy")
+AUTO_ORDER = ("cpp", "numba", "numpy")
+KNOWN = ("cpp", "numba", "numpy")
 
 _loaded: dict[str, types.SimpleNamespace] = {}
 _why_unavailable: dict[str, str] = {}
