@@ -145,7 +145,10 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
   }
   const MicroKernel<T>& uk = microkernel<T>();
   const MicroKernelFn<T> kernel = A.layout() == PanelLayout::row_major ? uk.row_major_a : uk.column_major_a;
-  const long MR = uk.mr, NR = uk.nr, MC = uk.mc, KC = uk.kc;
+  const long MR = uk.mr, NR = uk.nr, MC = uk.mc;
+  // k in equal blocks of at most the table's KC (288 = 144 + 144, not 256 + 32: a thin last
+  // block would pay a full load and store of C for little work).
+  const long KC = (k + (k + uk.kc - 1) / uk.kc - 1) / ((k + uk.kc - 1) / uk.kc);
   const long NC = std::clamp(kPackedBBytes / (k * long(sizeof(T))) / NR * NR, NR, long(uk.nc));
   const long m_panels = (m + MR - 1) / MR, k_blocks = (k + KC - 1) / KC;
   const int max_team = static_cast<int>(std::clamp(2.0 * m * n * k / kMinFlopsPerThread, 1.0, 1024.0));
