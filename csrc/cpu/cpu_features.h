@@ -4,6 +4,15 @@
 #include <string>
 #include <vector>
 
+// On a function: compiled for AVX-512, AVX2 and the baseline, the loader picking the best one
+// the CPU runs (GCC's function multiversioning). For plain loops that the compiler vectorises;
+// no wide-ISA code is reachable on older CPUs.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ZG_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define ZG_MULTIVERSION
+#endif
+
 namespace zg {
 
 enum class Simd { portable = 0, avx2 = 1, avx512 = 2 };

@@ -1,14 +1,7 @@
 #include "elementwise.h"
 
+#include "cpu_features.h"
 #include "threading.h"
-
-// Each loop is compiled for AVX-512, AVX2 and the baseline, and the loader picks the best the
-// CPU runs (GCC's function multiversioning): no wide-ISA code is reachable on older CPUs.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define ZG_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define ZG_CLONES
-#endif
 
 namespace zg {
 namespace {
@@ -16,12 +9,12 @@ namespace {
 constexpr long kGrain = 1 << 16;  // elements per thread worth waking it for
 
 template <class T>
-ZG_CLONES void relu_range(const T* x, T* y, long n) {
+ZG_MULTIVERSION void relu_range(const T* x, T* y, long n) {
   for (long i = 0; i < n; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];
 }
 
 template <class T>
-ZG_CLONES void relu_backward_range(const T* dy, const T* y, T* dx, long n) {
+ZG_MULTIVERSION void relu_backward_range(const T* dy, const T* y, T* dx, long n) {
   for (long i = 0; i < n; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "cpu_features.h"
 #include "threading.h"
 
 namespace zg {
@@ -100,8 +101,19 @@ constexpr T kMinusInf = -std::numeric_limits<T>::infinity();
 
 // The maximum of each channel over one window of image xn, and its pixel. Padding never wins:
 // a window whose real elements are all -inf takes its first real one.
+// Adds each channel's dy to the pixel of the window (oh, ow) that won it; dxn is the image.
 template <class T>
-void find_winners(const T* xn, const Window& g, long oh, long ow, Taps rows, Taps cols, T* best, int* winner,
+ZG_MULTIVERSION void route_window(const T* dy, const int* winner, T* dxn, const Window& g, long oh, long ow, Taps rows,
+                                  Taps cols, long cb) {
+  for (long i = rows.first; i < rows.last; ++i)
+    for (long j = cols.first; j < cols.last; ++j) {
+      const long p = pixel(g, oh, ow, i, j);
+      route_back(dy, int(p), winner, dxn + p * g.c, cb);
+    }
+}
+
+template <class T>
+ZG_MULTIVERSION void find_winners(const T* xn, const Window& g, long oh, long ow, Taps rows, Taps cols, T* best, int* winner,
                   long cb) {
   const bool empty = rows.first == rows.last || cols.first == cols.last;
   std::fill(best, best + cb, kMinusInf<T>);
@@ -150,11 +162,7 @@ void max_pool2d_backward(const T* dy, const T* x, const int* winners, T* dx, con
       int found[kMaxBlock];
       const int* winner = winners ? winners + out : found;
       if (!winners) find_winners(xn, g, oh, ow, rows, cols, best, found, cb);
-      for (long i = rows.first; i < rows.last; ++i)
-        for (long j = cols.first; j < cols.last; ++j) {
-          const long p = pixel(g, oh, ow, i, j);
-          route_back(dy + out, int(p), winner, dx + image + p * g.c, cb);
-        }
+      route_window(dy + out, winner, dx + image, g, oh, ow, rows, cols, cb);
     });
   });
 }
