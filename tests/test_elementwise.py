@@ -51,3 +51,41 @@ def test_relu_backward_errors(backend):
         zg.kernels.relu_backward(np.ones(3, np.float32), np.ones(3, np.float64))
     with pytest.raises(TypeError, match="argument 'x'"):
         zg.kernels.relu(np.ones(3, np.int32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (3, 5), (70_001,), (3, 3, 32, 64)], ids=str)
+def test_adam_update(backend, rng, dtype, shape):
+    """In place on param, m, v; the same numbers as the reference (to rounding: sqrt and
+    division may be evaluated with FMA or wider registers), over three steps."""
+    param, grad = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    m, v = np.zeros(shape, dtype), np.zeros(shape, dtype)
+    p_ref, m_ref, v_ref = param.copy(), m.copy(), v.copy()
+    for step in range(1, 4):
+        alpha = 1e-3 * np.sqrt(1 - 0.999**step) / (1 - 0.9**step)
+        assert zg.kernels.adam_update(param, grad, m, v, alpha=alpha) is None
+        R.adam_update(p_ref, grad, m_ref, v_ref, alpha=alpha)
+    rtol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(m, m_ref, rtol=rtol)
+    np.testing.assert_allclose(v, v_ref, rtol=rtol)
+    np.testing.assert_allclose(param, p_ref, rtol=rtol, atol=rtol * 1e-3)
+    assert not np.array_equal(param, rng.standard_normal(shape))  # it moved
+
+
+def test_adam_update_errors(backend):
+    p, g = np.zeros(4, np.float32), np.ones(4, np.float32)
+    m, v = np.zeros(4, np.float32), np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match="argument 'm'"):
+        zg.kernels.adam_update(p, g, np.zeros(5, np.float32), v, alpha=1e-3)
+    with pytest.raises(TypeError, match="argument 'v'"):
+        zg.kernels.adam_update(p, g, m, np.zeros(4), alpha=1e-3)
+    frozen = np.zeros(4, np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="argument 'param'"):
+        zg.kernels.adam_update(frozen, g, m, v, alpha=1e-3)
+    with pytest.raises(ValueError, match="argument 'v'"):
+        zg.kernels.adam_update(p, g, m, m, alpha=1e-3)
+    with pytest.raises(ValueError, match="argument 'param'"):
+        zg.kernels.adam_update(np.zeros(8, np.float32)[::2], g, m, v, alpha=1e-3)
+    with pytest.raises(ValueError, match="argument 'alpha'"):
+        zg.kernels.adam_update(p, g, m, v, alpha=float("nan"))

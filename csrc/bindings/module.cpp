@@ -91,12 +91,27 @@ void relu_backward_binding(const Array<T>& dy, const Array<T>& y, Array<T>& dx) 
 }
 
 template <class T>
+void adam_update_binding(Array<T>& p, const Array<T>& g, Array<T>& m, Array<T>& v, double alpha, double beta_1,
+                         double beta_2, double epsilon) {
+  const long n = p.size();
+  T* pp = out_ptr<T>(p, n, "param");
+  const T* pg = in_ptr<T>(g, n, "grad");
+  T* pm = out_ptr<T>(m, n, "m");
+  T* pv = out_ptr<T>(v, n, "v");
+  py::gil_scoped_release release;
+  adam_update<T>(pp, pg, pm, pv, n, alpha, beta_1, beta_2, epsilon);
+}
+
+template <class T>
 void bind_kernels(py::module_& m) {
   m.def("gemm", &gemm_binding<T>, py::arg("a").noconvert(), py::arg("b").noconvert(), py::arg("out").noconvert(),
         py::arg("trans_a"), py::arg("trans_b"), py::arg("alpha"), py::arg("beta"));
   m.def("conv2d", &conv2d_binding<T>, py::arg("x").noconvert(), py::arg("w").noconvert(), py::arg("b").noconvert(),
         py::arg("y").noconvert(), py::arg("geometry"), py::arg("relu"));
   m.def("relu", &relu_binding<T>, py::arg("x").noconvert(), py::arg("y").noconvert());
+  m.def("adam_update", &adam_update_binding<T>, py::arg("param").noconvert(), py::arg("grad").noconvert(),
+        py::arg("m").noconvert(), py::arg("v").noconvert(), py::arg("alpha"), py::arg("beta_1"), py::arg("beta_2"),
+        py::arg("epsilon"));
   m.def("relu_backward", &relu_backward_binding<T>, py::arg("dy").noconvert(), py::arg("y").noconvert(),
         py::arg("dx").noconvert());
   m.def("conv2d_backward_data", &conv2d_backward_data_binding<T>, py::arg("dy").noconvert(),

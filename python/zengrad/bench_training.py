@@ -71,8 +71,11 @@ def layer_split(repeats: int = 30) -> list[tuple[str, float, float]]:
     model, x, y = _model_and_batch()
     rows, activation = [], x
     for i, layer in enumerate(model.layers):
-        def forward(a=activation, grad=i > 0, layer=layer):
-            return layer(zg.tensor(a, requires_grad=grad), training=True)
+        inp = zg.Tensor(activation, requires_grad=i > 0)  # no copy: a step passes activations as they are
+
+        def forward(inp=inp, layer=layer):
+            inp.grad = None
+            return layer(inp, training=True)
 
         out = forward()
         g = np.random.default_rng(i).standard_normal(out.shape).astype(out.dtype)

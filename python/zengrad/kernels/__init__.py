@@ -14,6 +14,7 @@ from ._backends import current as _current
 __all__ = [
     "gemm", "conv2d", "conv2d_backward_data", "conv2d_backward_weight",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "relu", "relu_backward",
+    "adam_update",
     "available_backends", "get_backend", "set_backend", "use_backend", "reference",
 ]
 
@@ -76,6 +77,13 @@ def relu(x):
 def relu_backward(dy, y):
     """dL/dx of relu: dy where y = relu(x) > 0, else 0; dy and y of one shape."""
     return _current().relu_backward(*V.relu_backward_args("relu_backward", dy, y))
+
+
+def adam_update(param, grad, m, v, *, alpha, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    """One Adam step, in place on param, m and v (any shape, all alike), as Keras computes it:
+    m += (grad - m)(1 - beta_1); v += (grad² - v)(1 - beta_2); param -= alpha m / (sqrt(v) + epsilon),
+    alpha = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t)."""
+    _current().adam_update(*V.adam_args("adam_update", param, grad, m, v, alpha, beta_1, beta_2, epsilon))
 
 
 def avg_pool2d(x, pool_size=2, *, stride=None, padding="valid"):

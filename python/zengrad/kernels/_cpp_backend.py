@@ -23,6 +23,10 @@ def relu(x):
     return y
 
 
+def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
+    _cpu.adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon)
+
+
 def relu_backward(dy, y):
     dx = np.empty_like(dy)
     _cpu.relu_backward(dy, y, dx)
@@ -71,5 +75,5 @@ BACKEND = types.SimpleNamespace(
     gemm=gemm, conv2d=conv2d, conv2d_backward_data=conv2d_backward_data,
     conv2d_backward_weight=conv2d_backward_weight, max_pool2d=max_pool2d,
     max_pool2d_backward=max_pool2d_backward, avg_pool2d=avg_pool2d, avg_pool2d_backward=avg_pool2d_backward,
-    relu=relu, relu_backward=relu_backward,
+    relu=relu, relu_backward=relu_backward, adam_update=adam_update,
 )

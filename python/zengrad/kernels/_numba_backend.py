@@ -217,9 +217,14 @@ def relu_backward(dy, y):
     return dx
 
 
+def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
+    _threads()
+    _launch(K.adam_update, param.reshape(-1), _in(grad), m.reshape(-1), v.reshape(-1), alpha, beta_1, beta_2, epsilon)
+
+
 BACKEND = types.SimpleNamespace(
     gemm=gemm, conv2d=conv2d, conv2d_backward_data=conv2d_backward_data,
     conv2d_backward_weight=conv2d_backward_weight, max_pool2d=max_pool2d,
     max_pool2d_backward=max_pool2d_backward, avg_pool2d=avg_pool2d, avg_pool2d_backward=avg_pool2d_backward,
-    relu=relu, relu_backward=relu_backward,
+    relu=relu, relu_backward=relu_backward, adam_update=adam_update,
 )

@@ -14,4 +14,5 @@ BACKEND = types.SimpleNamespace(
     avg_pool2d_backward=R._compute_avg_pool2d_backward,
     relu=R._compute_relu,
     relu_backward=R._compute_relu_backward,
+    adam_update=R._compute_adam_update,
 )

@@ -319,6 +319,26 @@ def pool_indices(func, indices, g):
     return np.ascontiguousarray(indices)
 
 
+def adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon):
+    """-> (param, grad, m, v, alpha, beta_1, beta_2, epsilon); param, m, v are updated in place."""
+    grad = array(func, "grad", grad)
+    state = {"param": param, "m": m, "v": v}
+    for name, value in state.items():
+        array(func, name, value)
+        if value.dtype != grad.dtype:
+            fail(TypeError, func, name, f"{grad.dtype} like 'grad'", value.dtype)
+        if value.shape != grad.shape:
+            fail(ValueError, func, name, f"of shape {grad.shape} like 'grad'", f"shape {value.shape}")
+        if not value.flags.c_contiguous or not value.flags.writeable:
+            fail(ValueError, func, name, "a writeable C-contiguous array (it is updated in place)",
+                 "a non-contiguous or read-only one")
+    for first, second in (("param", "m"), ("param", "v"), ("m", "v")):
+        if np.shares_memory(state[first], state[second]):
+            fail(ValueError, func, second, f"memory separate from '{first}'", "an overlapping array")
+    return (param, grad, m, v, scalar(func, "alpha", alpha), scalar(func, "beta_1", beta_1),
+            scalar(func, "beta_2", beta_2), scalar(func, "epsilon", epsilon))
+
+
 def relu_backward_args(func, dy, y):
     dy = array(func, "dy", dy)
     y = array(func, "y", y)

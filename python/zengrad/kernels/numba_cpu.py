@@ -658,3 +658,16 @@ def relu_backward(dy, y, dx):
         ds = dx[q * GRAIN:(q + 1) * GRAIN]
         for i in range(gs.size):
             ds[i] = gs[i] if ys[i] > 0 else zero
+
+
+@njit(parallel=True, **_JIT)
+def adam_update(p, g, m, v, alpha, beta_1, beta_2, epsilon):
+    """One Adam step in place (Keras' form; see zengrad.kernels.adam_update)."""
+    one = np.ones(1, p.dtype)[0]
+    a, b1, b2, eps = alpha * one, (1.0 - beta_1) * one, (1.0 - beta_2) * one, epsilon * one  # 1 - beta in double
+    chunks = (p.size + GRAIN - 1) // GRAIN
+    for q in prange(chunks):
+        for i in range(q * GRAIN, min((q + 1) * GRAIN, p.size)):
+            m[i] += (g[i] - m[i]) * b1
+            v[i] += (g[i] * g[i] - v[i]) * b2
+            p[i] -= a * m[i] / (np.sqrt(v[i]) + eps)

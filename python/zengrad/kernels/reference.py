@@ -52,6 +52,13 @@ def _compute_relu(x):
     return np.maximum(x, 0)
 
 
+def _compute_adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
+    t = param.dtype.type
+    m += (grad - m) * t(1 - beta_1)
+    v += (grad * grad - v) * t(1 - beta_2)
+    param -= t(alpha) * m / (np.sqrt(v) + t(epsilon))
+
+
 def _compute_relu_backward(dy, y):
     return np.where(y > 0, dy, 0).astype(dy.dtype)
 
@@ -84,6 +91,11 @@ def conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1, activation=No
 def relu(x):
     """max(x, 0), elementwise (NaN stays NaN)."""
     return _compute_relu(V.array("relu", "x", x))
+
+
+def adam_update(param, grad, m, v, *, alpha, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    """One Adam step in place on param, m, v (see zengrad.kernels.adam_update)."""
+    _compute_adam_update(*V.adam_args("adam_update", param, grad, m, v, alpha, beta_1, beta_2, epsilon))
 
 
 def relu_backward(dy, y):

@@ -12,6 +12,8 @@ from numbers import Real
 
 import numpy as np
 
+from .. import kernels
+
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get", "KNOWN"]
 
 
@@ -134,21 +136,10 @@ class Adam(Optimizer):
         self.epsilon = _check(owner, "epsilon", epsilon)
 
     def _update(self, p, g, slots, lr):
-        m, v, tmp = slots
+        m, v, _ = slots
         t = self.iterations + 1
         alpha = lr * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
-        np.subtract(g, m, out=tmp)
-        tmp *= 1.0 - self.beta_1
-        m += tmp
-        np.square(g, out=tmp)
-        tmp -= v
-        tmp *= 1.0 - self.beta_2
-        v += tmp
-        np.sqrt(v, out=tmp)
-        tmp += self.epsilon
-        np.divide(m, tmp, out=tmp)
-        tmp *= alpha
-        p -= tmp
+        kernels.adam_update(p, g, m, v, alpha=alpha, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
