@@ -72,55 +72,46 @@ inline void for_each_pixel(long first, long count, long ho, long wo, Fn fn) {
   }
 }
 
-// Forward pass, implicit im2col: row = output pixel (n, oh, ow), column = (i, j, ci), i.e. a
-// row of w seen as a (kh*kw*c, o) matrix. Rows are contiguous runs of x: row-major panels
-// (stacked, they are simply a row-major matrix with row stride `depth`).
+// The A operand of a convolution pass as implicit patch rows: row = a pixel (n, u, v) of a
+// grid (n x rows x cols), whose window's top-left tap lands on image pixel
+// (u * step_h + offset_h, v * step_w + offset_w). Rows are contiguous runs of the image:
+// row-major panels (stacked, simply a row-major matrix with row stride `depth`).
+//   forward:          grid = output pixels, image = x, step = stride, offset = -padding;
+//   backward-data:    grid = input pixels, image = dy, step 1 (stride-1 only), taps flipped so
+//                     that the tap i' = kh-1-i of input pixel ih lands on output pixel
+//                     ih + pt - i*dh: offset = padding - (k-1)*dilation.
 template <class T>
-struct OutputPixelPatches {
-  const T* x;
-  const Window& g;
-  PatchRows<T> patches{g.h, g.w, g.c, g.kh, g.kw, g.dh, g.dw};
+struct PixelPatches {
+  const T* image;
+  long image_size;  // elements per image of the batch
+  long rows, cols;  // the grid of patch rows per image
+  long step_h, step_w, offset_h, offset_w;
+  PatchRows<T> patches;
+
+  static PixelPatches forward(const T* x, const Window& g) {
+    return {x, g.h * g.w * g.c, g.ho, g.wo, g.sh, g.sw, -g.pt, -g.pl, {g.h, g.w, g.c, g.kh, g.kw, g.dh, g.dw}};
+  }
+  static PixelPatches backward_data(const T* dy, long o, const Window& g) {
+    return {dy, g.ho * g.wo * o, g.h, g.w, 1, 1, g.pt - (g.kh - 1) * g.dh, g.pl - (g.kw - 1) * g.dw,
+            {g.ho, g.wo, o, g.kh, g.kw, g.dh, g.dw}};
+  }
 
   PanelLayout layout() const { return PanelLayout::row_major; }
   const T* direct(long, long, long*) const { return nullptr; }  // gathered: always packed
 
-  void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
-    const long panels = (rows + mr - 1) / mr;
-    for_each_pixel(i0, rows, g.ho, g.wo, [&, r = 0L](long n, long oh, long ow) mutable {
-      T* d = dst + r * depth;
-      patches.gather(d, x + n * g.h * g.w * g.c, oh * g.sh - g.pt, ow * g.sw - g.pl, p0, depth);
+  void pack_a(T* dst, long i0, long count, long p0, long depth, int mr) const {
+    const long panels = (count + mr - 1) / mr;
+    for_each_pixel(i0, count, rows, cols, [&, r = 0L](long n, long u, long v) mutable {
+      patches.gather(dst + r * depth, image + n * image_size, u * step_h + offset_h, v * step_w + offset_w, p0, depth);
       ++r;
     });
-    zero(dst + rows * depth, (panels * mr - rows) * depth);  // the ragged last panel's padding rows
+    zero(dst + count * depth, (panels * mr - count) * depth);  // the ragged last panel's padding rows
   }
 };
 
-// Backward-data pass for stride 1: row = input pixel (n, ih, iw), column = (i', j', co) with
-// the taps flipped (i' = kh-1-i): then a row is a patch of dy, gathered like the forward's.
-template <class T>
-struct FlippedOutputPatches {
-  const T* dy;
-  long o;
-  const Window& g;
-  PatchRows<T> patches{g.ho, g.wo, o, g.kh, g.kw, g.dh, g.dw};
-
-  PanelLayout layout() const { return PanelLayout::row_major; }
-  const T* direct(long, long, long*) const { return nullptr; }  // gathered: always packed
-
-  void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
-    const long panels = (rows + mr - 1) / mr;
-    for_each_pixel(i0, rows, g.h, g.w, [&, r = 0L](long n, long ih, long iw) mutable {
-      T* d = dst + r * depth;
-      patches.gather(d, dy + n * g.ho * g.wo * o, ih + g.pt - (g.kh - 1) * g.dh, iw + g.pl - (g.kw - 1) * g.dw,
-                     p0, depth);
-      ++r;
-    });
-    zero(dst + rows * depth, (panels * mr - rows) * depth);  // the ragged last panel's padding rows
-  }
-};
-
-// Backward-data pass for strides > 1: as above, but a tap contributes only where the stride
-// lands on an output pixel ((ih + pt - i*dh) divisible by sh), so each tap is checked alone.
+// Backward-data pass for strides > 1: rows as PixelPatches::backward_data, but a tap contributes
+// only where the stride lands on an output pixel ((ih + pt - i*dh) divisible by sh), so each tap
+// is checked alone.
 template <class T>
 struct StridedFlippedOutputPatches {
   const T* dy;
@@ -253,7 +244,7 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, long o, const Wind
     });
   }
   if (few_channels_direct<T>(g, k)) return conv2d_forward_direct<T>(x, w, y, o, g, relu, b != nullptr);
-  gemm_driver<T>(m, o, k, OutputPixelPatches<T>{x, g}, StridedMatrix<T>{w, o, 1}, y, o, T(1), b ? T(1) : T(0),
+  gemm_driver<T>(m, o, k, PixelPatches<T>::forward(x, g), StridedMatrix<T>{w, o, 1}, y, o, T(1), b ? T(1) : T(0),
                  relu ? Epilogue::relu : Epilogue::none);
 }
 
@@ -269,7 +260,7 @@ void conv2d_backward_data(const T* dy, const T* w, T* dx, long o, const Window& 
   const StridedMatrix<T> filters{wt.data(), g.c, 1};
   const long m = g.n * g.h * g.w;
   if (g.sh == 1 && g.sw == 1)
-    gemm_driver<T>(m, g.c, taps * o, FlippedOutputPatches<T>{dy, o, g}, filters, dx, g.c, T(1), T(0));
+    gemm_driver<T>(m, g.c, taps * o, PixelPatches<T>::backward_data(dy, o, g), filters, dx, g.c, T(1), T(0));
   else
     gemm_driver<T>(m, g.c, taps * o, StridedFlippedOutputPatches<T>{dy, o, g}, filters, dx, g.c, T(1), T(0));
 }
