@@ -155,16 +155,16 @@ struct TapRowsOverPixels {
   PanelLayout layout() const { return PanelLayout::column_major; }
   const T* direct(long, long, long*) const { return nullptr; }  // gathered: always packed
 
+  // Each pixel's piece of patch row is gathered once, whole, then dealt out to the panels.
   void pack_a(T* dst, long i0, long rows, long p0, long depth, int mr) const {
-    for (long r0 = 0; r0 < rows; r0 += mr, dst += mr * depth) {
-      const long height = std::min<long>(mr, rows - r0);
-      for_each_pixel(first_pixel + p0, depth, g.ho, g.wo, [&, p = 0L](long n, long oh, long ow) mutable {
-        T* d = dst + p * mr;
-        patches.gather(d, x + n * g.h * g.w * g.c, oh * g.sh - g.pt, ow * g.sw - g.pl, i0 + r0, height);
-        zero(d + height, mr - height);
-        ++p;
-      });
-    }
+    const long panels = (rows + mr - 1) / mr;
+    T* row = scratch<T>(kSlotPatchRow, panels * mr);
+    zero(row + rows, panels * mr - rows);
+    for_each_pixel(first_pixel + p0, depth, g.ho, g.wo, [&, p = 0L](long n, long oh, long ow) mutable {
+      patches.gather(row, x + n * g.h * g.w * g.c, oh * g.sh - g.pt, ow * g.sw - g.pl, i0, rows);
+      for (long panel = 0; panel < panels; ++panel) copy(dst + (panel * depth + p) * mr, row + panel * mr, mr);
+      ++p;
+    });
   }
 };
 

@@ -43,7 +43,7 @@ T* scratch(int slot, std::size_t count) {
   }
   return static_cast<T*>(buf.data);
 }
-enum ScratchSlot { kSlotPackA = 0, kSlotPackB = 1, kSlotConv = 2 };
+enum ScratchSlot { kSlotPackA = 0, kSlotPackB = 1, kSlotConv = 2, kSlotPatchRow = 3 };
 
 // A matrix whose element (i, j) is data[i * rs + j * cs]: any transpose of a C-contiguous array.
 template <class T>
