@@ -581,6 +581,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         zg.set_num_threads(args.threads)
     backends = args.backends if args.backends is not None else kernels.available_backends()
+    if "numba" in backends and args.peers:
+        print("note: numba and the peers each bring an OpenMP runtime, which compete for the cores in one "
+              "process (PyTorch's epoch ran 2x slower so); for fair ratios, time them in separate runs",
+              file=sys.stderr)
     dtype = np.dtype(args.dtype)
     settings = QUICK if args.quick else Settings()
     with _blas_limit(args.blas_threads):
