@@ -4,7 +4,6 @@ import pathlib
 import subprocess
 import sys
 
-import zengrad as zg
 from zengrad import demo
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "seed_cnn.py"

@@ -191,8 +191,8 @@ def _pack_a(kind, src, geo, ap, tmp, i0, rows, p0, kc):
                 for r in range(height, MR):
                     P[k, r] = 0
         return
-    n, h, w, c = geo[0], geo[1], geo[2], geo[3]
-    kh, kw, ho, wo = geo[4], geo[5], geo[6], geo[7]
+    h, w, c = geo[1], geo[2], geo[3]
+    kw, ho, wo = geo[5], geo[6], geo[7]
     sh, sw, dh, dw = geo[8], geo[9], geo[10], geo[11]
     pt, pl, o = geo[12], geo[14], geo[16]
     if kind == CONV_FWD or kind == CONV_BWD_DATA:
