@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cpu_features.h"
 #include "gemm/gemm.h"
 #include "threading.h"
 
@@ -233,6 +234,41 @@ void conv2d_forward_direct(const T* x, const T* w, T* y, long o, const Window& g
     }
   });
 }
+
+// Backward-data for inputs with few channels: as a GEMM its N would be c (1 for a first layer),
+// wasting most of each micro-kernel tile. Directly instead: each dx element is a sum, over the
+// taps that reach it, of dot products of dy's output channels with the filter's, accumulated
+// in L lanes and added up once per element.
+template <class T>
+ZG_MULTIVERSION void backward_data_direct_row(const T* dy, const T* w, T* dx_row, long o, long n, long ih,
+                                              const Window& g) {
+  constexpr int L = 16;
+  long rows[64], out_rows[64], valid = 0;  // the kernel rows i that reach input row ih (kh <= 64 checked)
+  for (long i = 0; i < g.kh; ++i) {
+    const long oh_s = ih + g.pt - i * g.dh;
+    if (oh_s >= 0 && oh_s % g.sh == 0 && oh_s / g.sh < g.ho) rows[valid] = i, out_rows[valid++] = oh_s / g.sh;
+  }
+  for (long iw = 0; iw < g.w; ++iw)
+    for (long ci = 0; ci < g.c; ++ci) {
+      T acc[L] = {}, rest = T(0);  // acc stays in one vector register; rest takes o % L
+      for (long r = 0; r < valid; ++r)
+        for (long j = 0; j < g.kw; ++j) {
+          const long ow_s = iw + g.pl - j * g.dw;
+          if (ow_s < 0 || (g.sw != 1 && ow_s % g.sw != 0)) continue;
+          const long ow = g.sw == 1 ? ow_s : ow_s / g.sw;  // no division in the common case
+          if (ow >= g.wo) continue;
+          const T* d = dy + ((n * g.ho + out_rows[r]) * g.wo + ow) * o;
+          const T* f = w + ((rows[r] * g.kw + j) * g.c + ci) * o;
+          long q = 0;
+          for (; q + L <= o; q += L)
+            for (int l = 0; l < L; ++l) acc[l] += d[q + l] * f[q + l];
+          for (; q < o; ++q) rest += d[q] * f[q];
+        }
+      T sum = rest;
+      for (int l = 0; l < L; ++l) sum += acc[l];
+      dx_row[iw * g.c + ci] = sum;
+    }
+}
 }  // namespace
 
 template <class T>
@@ -250,6 +286,13 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, long o, const Wind
 
 template <class T>
 void conv2d_backward_data(const T* dy, const T* w, T* dx, long o, const Window& g) {
+  if (g.c < 8 && g.kh <= 64) {
+    parallel_for(g.n * g.h, 8, [&](long first, long last) {
+      for (long row = first; row < last; ++row)
+        backward_data_direct_row(dy, w, dx + row * g.w * g.c, o, row / g.h, row % g.h, g);
+    });
+    return;
+  }
   // w as a (kh*kw*o, c) matrix, taps flipped and each tap's filter transposed, to match the
   // rows of the dy patches (small: made once per call).
   const long taps = g.kh * g.kw;
