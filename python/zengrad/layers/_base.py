@@ -81,6 +81,19 @@ def fmt_shape(shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def assign_weights(owner, weights, arrays):
+    """Copy `arrays` into the Tensors `weights`, in order, after checking every count and shape
+    (nothing is changed when one does not fit)."""
+    arrays = [np.asarray(a) for a in arrays]
+    if len(arrays) != len(weights):
+        raise ValueError(f"{owner}: expected {len(weights)} arrays, got {len(arrays)}")
+    for t, a in zip(weights, arrays):
+        if a.shape != t.data.shape:
+            raise ValueError(f"{owner}: weight of shape {t.data.shape} given an array of shape {a.shape}")
+    for t, a in zip(weights, arrays):
+        t.data[...] = a
+
+
 class Layer(abc.ABC):
     """Base class. Subclasses set `input_ndim` (or `min_ndim`) and override `build`, `call`,
     `compute_output_shape`; weights are made with `add_weight`."""
@@ -144,18 +157,7 @@ class Layer(abc.ABC):
         return [t.data.copy() for t in self.weights]
 
     def set_weights(self, arrays):
-        weights = self.weights
-        arrays = list(arrays)
-        if len(arrays) != len(weights):
-            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}).set_weights(): expected "
-                             f"{len(weights)} arrays, got {len(arrays)}")
-        for t, a in zip(weights, arrays):
-            a = np.asarray(a)
-            if a.shape != t.data.shape:
-                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}).set_weights(): weight of "
-                                 f"shape {t.data.shape} given an array of shape {a.shape}")
-        for t, a in zip(weights, arrays):
-            t.data[...] = a
+        assign_weights(f"Layer '{self.name}' ({type(self).__name__}).set_weights()", self.weights, arrays)
 
     def count_params(self) -> int:
         return int(sum(t.data.size for _, t, _ in self._weights))

@@ -22,7 +22,7 @@ from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from .. import random as zrandom
 from ..layers import Layer
-from ..layers._base import fmt_shape, unique_name
+from ..layers._base import assign_weights, fmt_shape, unique_name
 from ..layers.core import InputLayer
 from ._progbar import Progbar
 
@@ -181,17 +181,7 @@ class Sequential:
         return [w.data.copy() for w in self.weights]
 
     def set_weights(self, arrays):
-        weights = self.weights
-        arrays = list(arrays)
-        if len(arrays) != len(weights):
-            raise ValueError(f"Sequential.set_weights(): the model has {len(weights)} weights, "
-                             f"got {len(arrays)} arrays")
-        for w, a in zip(weights, arrays):
-            if np.shape(a) != w.data.shape:
-                raise ValueError(f"Sequential.set_weights(): weight of shape {w.data.shape} given an array "
-                                 f"of shape {np.shape(a)}")
-        for w, a in zip(weights, arrays):
-            w.data[...] = a
+        assign_weights("Sequential.set_weights()", self.weights, arrays)
 
     def count_params(self):
         return int(sum(w.data.size for w in self.weights))
