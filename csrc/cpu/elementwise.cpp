@@ -11,17 +11,17 @@ namespace {
 constexpr long kGrain = 1 << 16;  // elements per thread worth waking it for
 
 template <class T>
-ZG_MULTIVERSION void relu_range(const T* x, T* y, long n) {
+ZG_MULTIVERSION void relu_range(const T* __restrict x, T* __restrict y, long n) {
   for (long i = 0; i < n; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];
 }
 
 template <class T>
-ZG_MULTIVERSION void relu_backward_range(const T* dy, const T* y, T* dx, long n) {
+ZG_MULTIVERSION void relu_backward_range(const T* __restrict dy, const T* __restrict y, T* __restrict dx, long n) {
   for (long i = 0; i < n; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
 }
 
 template <class T>
-ZG_MULTIVERSION void adam_range(T* p, const T* g, T* m, T* v, long n, T alpha, T keep_1, T keep_2, T epsilon) {
+ZG_MULTIVERSION void adam_range(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v, long n, T alpha, T keep_1, T keep_2, T epsilon) {
   for (long i = 0; i < n; ++i) {
     m[i] += (g[i] - m[i]) * keep_1;
     v[i] += (g[i] * g[i] - v[i]) * keep_2;
