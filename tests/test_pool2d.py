@@ -316,3 +316,15 @@ def test_reference_pools_match_the_definition(rng, pool, stride, padding):
     np.testing.assert_allclose(R.max_pool2d_backward(dy, x, pool, **kw), dx_max, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(R.avg_pool2d(x, pool, **kw), y_avg, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(R.avg_pool2d_backward(dy, x, pool, **kw), dx_avg, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("pool,stride,padding", [(2, None, "valid"), (3, 3, "same"), (2, 3, "valid"), (3, 2, "same")])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pool_backward_signed_zeros(backend, rng, pool, stride, padding, dtype):
+    """dy of -0 gives +0 in dx, as the reference's sum into zeros does, whether the windows
+    are disjoint (dx written once) or overlap (dx accumulated); gaps between windows get +0."""
+    x = data(rng, (2, 7, 8, 5), dtype)
+    kw = dict(stride=stride, padding=padding)
+    dy = np.where(rng.random(y_shape(x.shape, pool, stride, padding)) < 0.5, -0.0, 1.5).astype(dtype)
+    assert_exact(zg.kernels.max_pool2d_backward(dy, x, pool, **kw), R.max_pool2d_backward(dy, x, pool, **kw))
+    assert_exact(zg.kernels.avg_pool2d_backward(dy, x, pool, **kw), R.avg_pool2d_backward(dy, x, pool, **kw))

@@ -47,21 +47,16 @@ inline Taps inside(long start, long step, long k, long size) {
   return {first, std::max(first, last)};
 }
 
-// Calls fn(oh, ow, rows, cols) for every window of one image, with its real taps. `reverse`
-// visits windows in descending (oh, ow) order: the reference accumulates overlapping windows
-// by ascending tap index, which for any one input element is descending window order, so the
-// backward passes use it to reproduce the reference's sums bit for bit.
-template <class Fn>
-void for_each_window(const Window& g, bool reverse, const Fn& fn) {
-  for (long a = 0; a < g.ho; ++a) {
-    const long oh = reverse ? g.ho - 1 - a : a;
-    const Taps rows = inside(oh * g.sh - g.pt, g.dh, g.kh, g.h);
-    for (long b = 0; b < g.wo; ++b) {
-      const long ow = reverse ? g.wo - 1 - b : b;
-      fn(oh, ow, rows, inside(ow * g.sw - g.pl, g.dw, g.kw, g.w));
-    }
-  }
-}
+// The real taps of the rows (of the columns) of windows in output row oh (column ow).
+inline Taps window_rows(const Window& g, long oh) { return inside(oh * g.sh - g.pt, g.dh, g.kh, g.h); }
+inline Taps window_cols(const Window& g, long ow) { return inside(ow * g.sw - g.pl, g.dw, g.kw, g.w); }
+
+// Window order: the reference accumulates overlapping windows by ascending tap index, which for
+// any one input element is descending window order, so the backward passes of overlapping
+// windows visit windows from the last (reversed) to reproduce the reference's sums bit for bit.
+// The loops over windows are written out in each multiversioned function below: a lambda
+// would be compiled once, for the baseline ISA, and called from every clone.
+inline long nth(long i, long count, bool reversed) { return reversed ? count - 1 - i : i; }
 
 // Spatial index ih * w + iw of tap (i, j) of window (oh, ow).
 inline long pixel(const Window& g, long oh, long ow, long i, long j) {
@@ -85,36 +80,14 @@ inline void track_max(const T* __restrict v, I p, T* __restrict best, I* __restr
   }
 }
 
-// Adds dy to the channels of pixel p that won. Going tap by tap rather than scattering
-// channel by channel lets the loop vectorise; adding 0 to the others changes no bits (dx is
-// never -0: it starts at +0).
-template <class T, class I>
-inline void route_back(const T* __restrict dy, I p, const I* __restrict winner, T* __restrict dx, long cb) {
-  for (long k = 0; k < cb; ++k) {
-    const T d = dy[k];
-    dx[k] += winner[k] == p ? d : T(0);
-  }
-}
-
 template <class T>
 constexpr T kMinusInf = -std::numeric_limits<T>::infinity();
 
 // The maximum of each channel over one window of image xn, and its pixel. Padding never wins:
 // a window whose real elements are all -inf takes its first real one.
-// Adds each channel's dy to the pixel of the window (oh, ow) that won it; dxn is the image.
 template <class T>
-ZG_MULTIVERSION void route_window(const T* dy, const int* winner, T* dxn, const Window& g, long oh, long ow, Taps rows,
-                                  Taps cols, long cb) {
-  for (long i = rows.first; i < rows.last; ++i)
-    for (long j = cols.first; j < cols.last; ++j) {
-      const long p = pixel(g, oh, ow, i, j);
-      route_back(dy, int(p), winner, dxn + p * g.c, cb);
-    }
-}
-
-template <class T>
-ZG_MULTIVERSION void find_winners(const T* xn, const Window& g, long oh, long ow, Taps rows, Taps cols, T* best, int* winner,
-                  long cb) {
+inline void find_winners(const T* xn, const Window& g, long oh, long ow, Taps rows, Taps cols, T* best, int* winner,
+                         long cb) {
   const bool empty = rows.first == rows.last || cols.first == cols.last;
   std::fill(best, best + cb, kMinusInf<T>);
   std::fill(winner, winner + cb, empty ? -1 : int(pixel(g, oh, ow, rows.first, cols.first)));
@@ -125,18 +98,40 @@ ZG_MULTIVERSION void find_winners(const T* xn, const Window& g, long oh, long ow
     }
 }
 
-}  // namespace
+// Whether no input element lies in two windows (a stride at least the window; pooling has no
+// dilation). Then the backward passes write each element of dx once, with no zero-fill first.
+inline bool windows_disjoint(const Window& g) { return g.sh >= g.kh && g.sw >= g.kw; }
+
+// Whether input row (or column) i lies in some window (windows disjoint).
+inline bool covered(long i, long pad, long stride, long k, long out) {
+  return (i + pad) / stride < out && (i + pad) % stride < k;
+}
+
+// Starts dx of one unit: zero everywhere, or (disjoint windows) only where no window reaches.
+template <class T>
+inline void clear_dx(T* dxn, const Window& g, long cb, bool disjoint) {
+  for (long ih = 0; ih < g.h; ++ih) {
+    const bool row = !disjoint || covered(ih, g.pt, g.sh, g.kh, g.ho);
+    for (long iw = 0; iw < g.w; ++iw)
+      if (!disjoint || !row || !covered(iw, g.pl, g.sw, g.kw, g.wo))
+        std::fill(dxn + (ih * g.w + iw) * g.c, dxn + (ih * g.w + iw) * g.c + cb, T(0));
+  }
+}
+
+// One unit's work is one multiversioned call: a call per window would cost as much as the
+// window. Arguments point at channel c0 of image n (x, dx) or of its outputs (y, dy, winners).
 
 template <class T>
-void max_pool2d(const T* x, T* y, int* winners, const Window& g) {
-  for_each_block(g, [&](long n, long c0, long cb) {
-    const T* xn = x + n * g.h * g.w * g.c + c0;
-    for_each_window(g, false, [&](long oh, long ow, Taps rows, Taps cols) {
-      const long out = ((n * g.ho + oh) * g.wo + ow) * g.c + c0;
-      T* __restrict yo = y + out;
-      if (winners) {
-        find_winners(xn, g, oh, ow, rows, cols, yo, winners + out, cb);
-        return;
+ZG_MULTIVERSION void max_pool_unit(const T* xn, T* yn, int* winners_n, const Window& g, long cb) {
+  for (long oh = 0; oh < g.ho; ++oh) {
+    const Taps rows = window_rows(g, oh);
+    for (long ow = 0; ow < g.wo; ++ow) {
+      const Taps cols = window_cols(g, ow);
+      const long out = (oh * g.wo + ow) * g.c;
+      T* __restrict yo = yn + out;
+      if (winners_n) {
+        find_winners(xn, g, oh, ow, rows, cols, yo, winners_n + out, cb);
+        continue;
       }
       std::fill(yo, yo + cb, kMinusInf<T>);
       for (long i = rows.first; i < rows.last; ++i)
@@ -144,35 +139,50 @@ void max_pool2d(const T* x, T* y, int* winners, const Window& g) {
           const T* __restrict xp = xn + pixel(g, oh, ow, i, j) * g.c;
           for (long k = 0; k < cb; ++k) yo[k] = takes_over(xp[k], yo[k]) ? xp[k] : yo[k];
         }
-    });
-  });
+    }
+  }
 }
 
-// Pixels are indexed as int (the bindings refuse images of 2^31 pixels or more): SSE2
-// vectorises the compare-and-select for int indices, not for long ones.
+// Each window gives its dy to the pixel that won each channel. Disjoint windows set dx (to 0 + dy,
+// not dy: the reference adds into zeros, which turns -0 into +0); overlapping ones add to it, in
+// the reference's order. Adding 0 to the losers changes no bits (dx is never -0).
 template <class T>
-void max_pool2d_backward(const T* dy, const T* x, const int* winners, T* dx, const Window& g) {
-  for_each_block(g, [&](long n, long c0, long cb) {
-    const long image = n * g.h * g.w * g.c + c0;
-    const T* xn = x + image;
-    for (long p = 0; p < g.h * g.w; ++p) std::fill(dx + image + p * g.c, dx + image + p * g.c + cb, T(0));
-    for_each_window(g, true, [&](long oh, long ow, Taps rows, Taps cols) {
-      const long out = ((n * g.ho + oh) * g.wo + ow) * g.c + c0;
-      T best[kMaxBlock];
-      int found[kMaxBlock];
-      const int* winner = winners ? winners + out : found;
-      if (!winners) find_winners(xn, g, oh, ow, rows, cols, best, found, cb);
-      route_window(dy + out, winner, dx + image, g, oh, ow, rows, cols, cb);
-    });
-  });
+ZG_MULTIVERSION void max_pool_backward_unit(const T* dyn, const T* xn, const int* winners_n, T* dxn, const Window& g,
+                                            long cb) {
+  const bool disjoint = windows_disjoint(g);
+  clear_dx(dxn, g, cb, disjoint);
+  T best[kMaxBlock];
+  int found[kMaxBlock];
+  for (long a = 0; a < g.ho; ++a) {
+    const long oh = nth(a, g.ho, !disjoint);
+    const Taps rows = window_rows(g, oh);
+    for (long b = 0; b < g.wo; ++b) {
+      const long ow = nth(b, g.wo, !disjoint);
+      const Taps cols = window_cols(g, ow);
+      const long out = (oh * g.wo + ow) * g.c;
+      const int* __restrict winner = winners_n ? winners_n + out : found;
+      if (!winners_n) find_winners(xn, g, oh, ow, rows, cols, best, found, cb);
+      const T* __restrict dy = dyn + out;
+      for (long i = rows.first; i < rows.last; ++i)
+        for (long j = cols.first; j < cols.last; ++j) {
+          const int p = int(pixel(g, oh, ow, i, j));
+          T* __restrict d = dxn + long(p) * g.c;
+          if (disjoint)
+            for (long k = 0; k < cb; ++k) d[k] = winner[k] == p ? T(0) + dy[k] : T(0);
+          else
+            for (long k = 0; k < cb; ++k) d[k] += winner[k] == p ? dy[k] : T(0);
+        }
+    }
+  }
 }
 
 template <class T>
-void avg_pool2d(const T* x, T* y, const Window& g) {
-  for_each_block(g, [&](long n, long c0, long cb) {
-    const T* xn = x + n * g.h * g.w * g.c + c0;
-    for_each_window(g, false, [&](long oh, long ow, Taps rows, Taps cols) {
-      T* __restrict yo = y + ((n * g.ho + oh) * g.wo + ow) * g.c + c0;
+ZG_MULTIVERSION void avg_pool_unit(const T* xn, T* yn, const Window& g, long cb) {
+  for (long oh = 0; oh < g.ho; ++oh) {
+    const Taps rows = window_rows(g, oh);
+    for (long ow = 0; ow < g.wo; ++ow) {
+      const Taps cols = window_cols(g, ow);
+      T* __restrict yo = yn + (oh * g.wo + ow) * g.c;
       std::fill(yo, yo + cb, T(0));
       for (long i = rows.first; i < rows.last; ++i)
         for (long j = cols.first; j < cols.last; ++j) {
@@ -183,26 +193,69 @@ void avg_pool2d(const T* x, T* y, const Window& g) {
       // for a window of padding alone, also as the reference.
       const T count = T((rows.last - rows.first) * (cols.last - cols.first));
       for (long k = 0; k < cb; ++k) yo[k] /= count;
-    });
+    }
+  }
+}
+
+// Each real element of a window gets its share of dy: set (0 + share) for disjoint windows,
+// added in the reference's order for overlapping ones.
+template <class T>
+ZG_MULTIVERSION void avg_pool_backward_unit(const T* dyn, T* dxn, const Window& g, long cb) {
+  const bool disjoint = windows_disjoint(g);
+  clear_dx(dxn, g, cb, disjoint);
+  T share[kMaxBlock];
+  for (long a = 0; a < g.ho; ++a) {
+    const long oh = nth(a, g.ho, !disjoint);
+    const Taps rows = window_rows(g, oh);
+    for (long b = 0; b < g.wo; ++b) {
+      const long ow = nth(b, g.wo, !disjoint);
+      const Taps cols = window_cols(g, ow);
+      const T* __restrict dyo = dyn + (oh * g.wo + ow) * g.c;
+      const T count = T((rows.last - rows.first) * (cols.last - cols.first));
+      for (long k = 0; k < cb; ++k) share[k] = dyo[k] / count;
+      for (long i = rows.first; i < rows.last; ++i)
+        for (long j = cols.first; j < cols.last; ++j) {
+          T* __restrict d = dxn + pixel(g, oh, ow, i, j) * g.c;
+          if (disjoint)
+            for (long k = 0; k < cb; ++k) d[k] = T(0) + share[k];
+          else
+            for (long k = 0; k < cb; ++k) d[k] += share[k];
+        }
+    }
+  }
+}
+
+}  // namespace
+
+// Pixels are indexed as int (the bindings refuse images of 2^31 pixels or more): SSE2
+// vectorises the compare-and-select for int indices, not for long ones.
+template <class T>
+void max_pool2d(const T* x, T* y, int* winners, const Window& g) {
+  for_each_block(g, [&](long n, long c0, long cb) {
+    const long out = n * g.ho * g.wo * g.c + c0;
+    max_pool_unit(x + n * g.h * g.w * g.c + c0, y + out, winners ? winners + out : nullptr, g, cb);
+  });
+}
+
+template <class T>
+void max_pool2d_backward(const T* dy, const T* x, const int* winners, T* dx, const Window& g) {
+  for_each_block(g, [&](long n, long c0, long cb) {
+    const long image = n * g.h * g.w * g.c + c0, out = n * g.ho * g.wo * g.c + c0;
+    max_pool_backward_unit(dy + out, x + image, winners ? winners + out : nullptr, dx + image, g, cb);
+  });
+}
+
+template <class T>
+void avg_pool2d(const T* x, T* y, const Window& g) {
+  for_each_block(g, [&](long n, long c0, long cb) {
+    avg_pool_unit(x + n * g.h * g.w * g.c + c0, y + n * g.ho * g.wo * g.c + c0, g, cb);
   });
 }
 
 template <class T>
 void avg_pool2d_backward(const T* dy, T* dx, const Window& g) {
   for_each_block(g, [&](long n, long c0, long cb) {
-    T* dxn = dx + n * g.h * g.w * g.c + c0;
-    for (long p = 0; p < g.h * g.w; ++p) std::fill(dxn + p * g.c, dxn + p * g.c + cb, T(0));
-    T share[kMaxBlock];
-    for_each_window(g, true, [&](long oh, long ow, Taps rows, Taps cols) {
-      const T* dyo = dy + ((n * g.ho + oh) * g.wo + ow) * g.c + c0;
-      const T count = T((rows.last - rows.first) * (cols.last - cols.first));
-      for (long k = 0; k < cb; ++k) share[k] = dyo[k] / count;
-      for (long i = rows.first; i < rows.last; ++i)
-        for (long j = cols.first; j < cols.last; ++j) {
-          T* __restrict dxp = dxn + pixel(g, oh, ow, i, j) * g.c;
-          for (long k = 0; k < cb; ++k) dxp[k] += share[k];
-        }
-    });
+    avg_pool_backward_unit(dy + n * g.ho * g.wo * g.c + c0, dx + n * g.h * g.w * g.c + c0, g, cb);
   });
 }
 
