@@ -1,6 +1,7 @@
 #include "conv2d.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "cpu_features.h"
@@ -269,6 +270,102 @@ ZG_MULTIVERSION void backward_data_direct_row(const T* dy, const T* w, T* dx_row
       dx_row[iw * g.c + ci] = sum;
     }
 }
+// dw (size) and db (o, unless null) = the sums, in chunk order, of the chunks' partials, each
+// laid out as size + o values.
+template <class T>
+void add_partials(const T* partial, long chunks, long size, long o, T* dw, T* db) {
+  parallel_for(size + o, 4096, [&](long begin, long end) {
+    for (long e = begin; e < end; ++e) {
+      T sum = partial[e];
+      for (long ch = 1; ch < chunks; ++ch) sum += partial[ch * (size + o) + e];
+      if (e < size) dw[e] = sum;
+      else if (db) db[e - size] = sum;
+    }
+  });
+}
+
+// The output columns ow in [first, last) whose tap j lands inside the image: 0 <= ow*sw - pl + j*dw < w.
+inline std::pair<long, long> columns_inside(const Window& g, long j) {
+  const long shift = g.pl - j * g.dw;  // iw = ow * sw - shift
+  const long first = shift <= 0 ? 0 : (shift + g.sw - 1) / g.sw;
+  const long last = std::min(g.wo, g.w + shift <= 0 ? 0 : (g.w + shift + g.sw - 1) / g.sw);
+  return {first, std::max(first, last)};
+}
+
+// acc[0, width) += the sum over ow in [ow0, ow1) of xs[ow * step] (1 when xs is null) times
+// dy_row[ow * o + l]. A whole block (width == 2 vectors) is summed in registers: GCC's generic
+// vectors, which each clone of the caller compiles to its own ISA. (A function, not a lambda:
+// a lambda in a multiversioned function is compiled once, for the baseline ISA.)
+template <class T>
+struct Vector64;
+template <>
+struct Vector64<float> {
+  typedef float type __attribute__((vector_size(64)));
+};
+template <>
+struct Vector64<double> {
+  typedef double type __attribute__((vector_size(64)));
+};
+template <class T>
+constexpr long kDirectBlock = 2 * 64 / sizeof(T);
+
+template <class T>
+inline void add_row(T* __restrict acc, const T* xs, long step, const T* __restrict dy_row, long o, long ow0, long ow1,
+                    long width) {
+  using V = typename Vector64<T>::type;
+  constexpr long W = 64 / sizeof(T);
+  if (width == 2 * W) {
+    V s0 = {}, s1 = {};
+    for (long ow = ow0; ow < ow1; ++ow) {
+      const T v = xs ? xs[ow * step] : T(1);
+      V d0, d1;
+      std::memcpy(&d0, dy_row + ow * o, sizeof(V));
+      std::memcpy(&d1, dy_row + ow * o + W, sizeof(V));
+      s0 += v * d0;
+      s1 += v * d1;
+    }
+    for (long l = 0; l < W; ++l) acc[l] += s0[l], acc[W + l] += s1[l];
+  } else {
+    for (long ow = ow0; ow < ow1; ++ow) {
+      const T v = xs ? xs[ow * step] : T(1);
+      for (long l = 0; l < width; ++l) acc[l] += v * dy_row[ow * o + l];
+    }
+  }
+}
+
+// Backward-weight for inputs with few channels: as a GEMM its M would be kh*kw*c (9 for a 3x3
+// first layer), too few rows for a micro-kernel tile and each costing a gather per pixel.
+// Directly instead: for each output row and tap, dw[tap] += sum over the row's pixels of
+// x[pixel of tap] * dy[pixel], L output channels at a time in registers (accumulating in memory
+// would chain every add through a store and a load). Adds output rows [first, last) into
+// dw_part (kh*kw*c, o) and db_part (o), both zeroed here.
+template <class T>
+ZG_MULTIVERSION void backward_weight_direct_rows(const T* x, const T* dy, T* dw_part, T* db_part, long o, long first,
+                                                 long last, const Window& g) {
+  constexpr long L = kDirectBlock<T>;
+  std::fill(dw_part, dw_part + g.kh * g.kw * g.c * o, T(0));
+  std::fill(db_part, db_part + o, T(0));
+  for (long row = first; row < last; ++row) {
+    const long n = row / g.ho, oh = row % g.ho;
+    const T* dy_row = dy + row * g.wo * o;
+    for (long co0 = 0; co0 < o; co0 += L) {
+      const long width = std::min(L, o - co0);
+      add_row<T>(db_part + co0, nullptr, 0, dy_row + co0, o, 0, g.wo, width);
+      for (long i = 0; i < g.kh; ++i) {
+        const long ih = oh * g.sh - g.pt + i * g.dh;
+        if (ih < 0 || ih >= g.h) continue;
+        const T* x_row = x + (n * g.h + ih) * g.w * g.c;
+        for (long j = 0; j < g.kw; ++j) {
+          const auto [ow0, ow1] = columns_inside(g, j);
+          for (long ci = 0; ci < g.c; ++ci)  // xs[ow * sw * c]: the value of tap (i, j, ci) at output column ow
+            add_row<T>(dw_part + ((i * g.kw + j) * g.c + ci) * o + co0, x_row + (j * g.dw - g.pl) * g.c + ci,
+                          g.sw * g.c, dy_row + co0, o, ow0, ow1, width);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -314,6 +411,18 @@ void conv2d_backward_weight(const T* x, const T* dy, T* dw, T* db, long o, const
   // each chunk's partial dw is a GEMM of its own (run in parallel), and the partials are added
   // in chunk order: parallel, yet bit-identical whatever the thread count.
   const long pixels = g.n * g.ho * g.wo, k = g.kh * g.kw * g.c, size = k * o;
+  if (g.c < 8) {  // few channels: direct, in chunks of whole output rows
+    const long rows = g.n * g.ho, chunk = std::max<long>((rows + 15) / 16, (512 + g.wo - 1) / std::max(g.wo, 1L));
+    const long chunks = std::max<long>((rows + chunk - 1) / chunk, 1);
+    T* partial = scratch<T>(kSlotConv, chunks * (size + o));
+    parallel_for(chunks, 1, [&](long begin, long end) {
+      for (long ch = begin; ch < end; ++ch) {
+        T* part = partial + ch * (size + o);
+        backward_weight_direct_rows(x, dy, part, part + size, o, ch * chunk, std::min(rows, (ch + 1) * chunk), g);
+      }
+    });
+    return add_partials(partial, chunks, size, o, dw, db);
+  }
   const long chunk = std::max<long>((pixels + 15) / 16, 512);
   const long chunks = std::max<long>((pixels + chunk - 1) / chunk, 1);
   T* partial = scratch<T>(kSlotConv, chunks * (size + o));
@@ -331,14 +440,7 @@ void conv2d_backward_weight(const T* x, const T* dy, T* dw, T* db, long o, const
     }
   });
 
-  parallel_for(size + o, 4096, [&](long begin, long end) {
-    for (long e = begin; e < end; ++e) {
-      T sum = partial[e];
-      for (long ch = 1; ch < chunks; ++ch) sum += partial[ch * (size + o) + e];
-      if (e < size) dw[e] = sum;
-      else if (db) db[e - size] = sum;
-    }
-  });
+  add_partials(partial, chunks, size, o, dw, db);
 }
 
 template void conv2d_forward<float>(const float*, const float*, const float*, float*, long, const Window&, bool);
