@@ -68,6 +68,12 @@ CASES = [
     Conv("cout33", (1, 6, 6, 3), (3, 3), 33, padding="same"),
     Conv("cout64-cin32", (1, 7, 7, 32), (3, 3), 64),
     Conv("cin17-cout9", (2, 5, 5, 17), (3, 3), 9),
+    # wide rows with many channels: the micro-kernel reads the image (or a padded copy) in place
+    Conv("conv2-like-valid", (2, 13, 13, 32), (3, 3), 64),       # the last tile would read past x
+    Conv("cin16-wide-same", (2, 6, 23, 16), (3, 3), 40, padding="same", bias=False),
+    Conv("cin9-wide-stride2", (1, 9, 40, 9), (3, 3), 33, stride=2),
+    Conv("cin100-segment-over-kc", (1, 4, 12, 100), (3, 3), 20, padding=((2, 0), (1, 1))),
+    Conv("cin12-dilation-h", (2, 11, 24, 12), (3, 3), 8, dilation=(2, 1), padding="same"),
     Conv("batch1", (1, 9, 9, 3), (3, 3), 8, padding="same"),
     Conv("batch64", (64, 5, 5, 3), (3, 3), 8),
     Conv("batch64-same", (64, 4, 3, 2), (3, 3), 5, padding="same", bias=False),

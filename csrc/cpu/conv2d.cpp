@@ -171,69 +171,129 @@ struct TapRowsOverPixels {
 };
 
 
-// Inputs with few channels (a network's first layer: c = 1 or 3) make patch rows so short that
-// packing them costs more than the product. There the micro-kernel reads the image in place:
-// for MR consecutive output pixels of one row, the taps of kernel row i are the matrix whose
-// row r starts at pixel (top + i*dh, left + r*sw) and runs over kw*c contiguous values (dw = 1),
-// i.e. a row-major panel with row stride sw*c. Tiles that touch padding are packed as usual.
+// Convolution with the image read in place by the micro-kernel, no patch rows packed: the
+// output pixels v0 .. v0+MR-1 of grid row (n, u), at kernel row i, read the matrix whose row r
+// starts at image pixel (u*sh + i*dh, (v0 + r)*sw) and runs over kw*c contiguous values: a
+// row-major micro-panel with row stride sw*c. So a tile of C is kh micro-kernel calls (more
+// when kw*c exceeds KC), accumulating, with the filters packed once per call.
+//
+// The taps of every output pixel must land inside `image` (n, rows, cols, c): callers pad a copy
+// when the convolution pads. A tile's rows past the end of a grid row read on into the next
+// image row, harmlessly (their results are dropped), unless that runs past the end of the buffer:
+// those few tiles are copied out first.
 template <class T>
-bool few_channels_direct(const Window& g, long k) {
-  return g.c < 8 && g.dw == 1 && k <= microkernel<T>().kc;
+struct InPlaceConv {
+  const T* image;
+  long n, rows, cols, c;         // the image batch
+  long grid_h, grid_w;           // output pixels per image
+  long kh, kw, sh, sw, dh;       // tap (i, j) of output pixel (u, v) reads pixel (u*sh + i*dh, v*sw + j)
+};
+
+// Whether reading in place beats the GEMM driver (which packs patch rows): only when the filters
+// (k x n_out) are small enough to stream from L2 for every tile, and when tiles, which never span
+// two grid rows, waste little (a 13-wide row in MR = 12 tiles would compute 24 rows for 13). With
+// few channels packing costs more than any waste.
+template <class T>
+bool in_place_pays(long grid_w, long c, long k, long n_out) {
+  const long mr = microkernel<T>().mr, tiled = (grid_w + mr - 1) / mr * mr;
+  return k * n_out * long(sizeof(T)) <= (1L << 20) && (c < 8 || 4 * grid_w >= 3 * tiled);
 }
 
+// y (grid pixels x n_out, row stride n_out) = (beta_first: += ) conv of `a` with filters (k x n_out,
+// row-major, k = kh*kw*c), then max(., 0) when relu.
 template <class T>
-void conv2d_forward_direct(const T* x, const T* w, T* y, long o, const Window& g, bool relu, bool has_bias) {
+void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, T* y, bool accumulate, bool relu) {
   const MicroKernel<T>& uk = microkernel<T>();
   const MicroKernelFn<T> kernel = uk.row_major_a;
-  const long MR = uk.mr, NR = uk.nr, seg = g.kw * g.c, k = g.kh * seg, n_panels = (o + NR - 1) / NR;
+  const long MR = uk.mr, NR = uk.nr, KC = uk.kc, seg = a.kw * a.c, k = a.kh * seg;
+  const long n_panels = (n_out + NR - 1) / NR, lda = a.sw * a.c;
   std::vector<T> bpack(n_panels * NR * k);
-  const StridedMatrix<T> filters{w, o, 1};
-  filters.pack_b(bpack.data(), 0, k, 0, o, NR);  // panel jp at jp*NR*k, row p at + p*NR
-  const PatchRows<T> patches{g.h, g.w, g.c, g.kh, g.kw, g.dh, g.dw};
-  const T beta = has_bias ? T(1) : T(0);
+  const StridedMatrix<T> b{filters, n_out, 1};
+  b.pack_b(bpack.data(), 0, k, 0, n_out, NR);  // panel jp at jp*NR*k, row p at + p*NR
+  const long size = a.n * a.rows * a.cols * a.c;
+  const T first_beta = accumulate ? T(1) : T(0);
 
-  parallel_for(g.n * g.ho, 4, [&](long first_row, long last_row) {
-    alignas(64) T apack[16 * 256];  // one packed tile: MR x k <= 16 x KC
-    alignas(64) T edge[16 * 64];    // one MR x NR tile of C
+  parallel_for(a.n * a.grid_h, 4, [&](long first_row, long last_row) {
+    T* apack = scratch<T>(kSlotPackA, MR * KC);  // a tile's rows, copied when reading in place would overrun
+    alignas(64) T edge[16 * 64];                 // one MR x NR tile of C
     for (long row = first_row; row < last_row; ++row) {
-      const long n = row / g.ho, oh = row % g.ho, top = oh * g.sh - g.pt;
-      const T* image = x + n * g.h * g.w * g.c;
-      const bool rows_inside = top >= 0 && top + (g.kh - 1) * g.dh < g.h;
-      for (long ow0 = 0; ow0 < g.wo; ow0 += MR) {
-        const long count = std::min(MR, g.wo - ow0), left = ow0 * g.sw - g.pl;
-        const bool inside = rows_inside && count == MR && left >= 0 && left + (MR - 1) * g.sw + g.kw - 1 < g.w;
-        if (!inside) {
-          for (long r = 0; r < count; ++r) patches.gather(apack + r * k, image, top, left + r * g.sw, 0, k);
-          zero(apack + count * k, (MR - count) * k);
-        }
-        T* tile = y + (row * g.wo + ow0) * o;
+      const long n = row / a.grid_h, u = row % a.grid_h;
+      for (long v0 = 0; v0 < a.grid_w; v0 += MR) {
+        const long count = std::min(MR, a.grid_w - v0);
+        T* tile = y + (row * a.grid_w + v0) * n_out;
         for (long jp = 0; jp < n_panels; ++jp) {
-          const long width = std::min(NR, o - jp * NR);
+          const long width = std::min(NR, n_out - jp * NR);
           const bool full = width == NR && count == MR;
           T* c = full ? tile + jp * NR : edge;
-          const long ldc = full ? o : NR;
-          if (!full) {  // the edge tile starts from the bias (in y) or from zeros
+          const long ldc = full ? n_out : NR;
+          if (!full)  // the edge tile starts from y (when accumulating) or from zeros
             for (long r = 0; r < MR; ++r)
               for (long q = 0; q < NR; ++q)
-                edge[r * NR + q] = has_bias && r < count && q < width ? tile[r * o + jp * NR + q] : T(0);
-          }
-          const T first_beta = full ? beta : T(1);
+                edge[r * NR + q] = accumulate && r < count && q < width ? tile[r * n_out + jp * NR + q] : T(0);
           const T* panel = bpack.data() + jp * NR * k;
-          if (inside) {
-            for (long i = 0; i < g.kh; ++i)
-              kernel(seg, image + ((top + i * g.dh) * g.w + left) * g.c, g.sw * g.c, panel + i * seg * NR, NR, c, ldc,
-                     T(1), i == 0 ? first_beta : T(1));
-          } else {
-            kernel(k, apack, k, panel, NR, c, ldc, T(1), first_beta);
+          T beta = full ? first_beta : T(1);
+          for (long i = 0; i < a.kh; ++i) {
+            const T* rows0 = a.image + ((n * a.rows + u * a.sh + i * a.dh) * a.cols + v0 * a.sw) * a.c;
+            for (long q0 = 0; q0 < seg; q0 += KC) {
+              const long depth = std::min(KC, seg - q0);
+              const T* src = rows0 + q0;
+              long ld = lda;
+              if ((src - a.image) + (MR - 1) * lda + depth > size) {  // the tile would read past the buffer
+                for (long r = 0; r < MR; ++r) {
+                  if (r < count) copy(apack + r * depth, src + r * lda, depth);
+                  else zero(apack + r * depth, depth);
+                }
+                src = apack, ld = depth;
+              }
+              kernel(depth, src, ld, panel + (i * seg + q0) * NR, NR, c, ldc, T(1), beta);
+              beta = T(1);
+            }
           }
           if (!full)
             for (long r = 0; r < count; ++r)
-              for (long q = 0; q < width; ++q) tile[r * o + jp * NR + q] = edge[r * NR + q];
+              for (long q = 0; q < width; ++q) tile[r * n_out + jp * NR + q] = edge[r * NR + q];
         }
-        if (relu) detail::relu_tile(tile, o, count, o);
+        if (relu) detail::relu_tile(tile, n_out, count, n_out);
       }
     }
   });
+}
+
+// A copy of the batch `image` (n, h, w, c) on rows [row0, row0 + rows) and columns
+// [col0, col0 + cols) of each image, zero outside it, followed by `slack` zeros: (n, rows, cols, c).
+template <class T>
+const T* padded_copy(const T* image, long n, long h, long w, long c, long row0, long rows, long col0, long cols,
+                     long slack) {
+  T* out = scratch<T>(kSlotPadded, n * rows * cols * c + slack);
+  zero(out + n * rows * cols * c, slack);
+  parallel_for(n * rows, 16, [&](long first, long last) {
+    for (long t = first; t < last; ++t) {
+      const long img = t / rows, r = row0 + t % rows;
+      T* d = out + t * cols * c;
+      if (r < 0 || r >= h) {
+        zero(d, cols * c);
+        continue;
+      }
+      const long lo = std::clamp(-col0, 0L, cols), hi = std::clamp(w - col0, lo, cols);  // columns inside
+      zero(d, lo * c);
+      copy(d + lo * c, image + ((img * h + r) * w + col0 + lo) * c, (hi - lo) * c);
+      zero(d + hi * c, (cols - hi) * c);
+    }
+  });
+  return out;
+}
+
+// The in-place plan for a pass whose output pixel (u, v) of a (grid_h, grid_w) grid reads, at tap
+// (i, j), pixel (row0 + u*sh + i*dh, col0 + v*sw + j) of `image` (zero outside it): the image
+// itself when every tap lands inside it, else a padded copy.
+template <class T>
+InPlaceConv<T> in_place_plan(const T* image, long n, long h, long w, long c, long grid_h, long grid_w, long kh,
+                             long kw, long sh, long sw, long dh, long row0, long col0) {
+  const long rows = (grid_h - 1) * sh + (kh - 1) * dh + 1, cols = (grid_w - 1) * sw + kw;
+  if (row0 == 0 && col0 == 0 && rows <= h && cols <= w) return {image, n, h, w, c, grid_h, grid_w, kh, kw, sh, sw, dh};
+  const long slack = microkernel<T>().mr * sw * c + kw * c;
+  const T* padded = padded_copy(image, n, h, w, c, row0, rows, col0, cols, slack);
+  return {padded, n, rows, cols, c, grid_h, grid_w, kh, kw, sh, sw, dh};
 }
 
 // Backward-data for inputs with few channels: as a GEMM its N would be c (1 for a first layer),
@@ -376,7 +436,10 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, long o, const Wind
       for (long i = begin; i < end; ++i) std::copy(b, b + o, y + i * o);
     });
   }
-  if (few_channels_direct<T>(g, k)) return conv2d_forward_direct<T>(x, w, y, o, g, relu, b != nullptr);
+  if (g.dw == 1 && in_place_pays<T>(g.wo, g.c, k, o)) {
+    const auto plan = in_place_plan(x, g.n, g.h, g.w, g.c, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.dh, -g.pt, -g.pl);
+    return conv_in_place(plan, w, o, y, b != nullptr, relu);
+  }
   gemm_driver<T>(m, o, k, PixelPatches<T>::forward(x, g), StridedMatrix<T>{w, o, 1}, y, o, T(1), b ? T(1) : T(0),
                  relu ? Epilogue::relu : Epilogue::none);
 }
@@ -399,6 +462,12 @@ void conv2d_backward_data(const T* dy, const T* w, T* dx, long o, const Window& 
       for (long co = 0; co < o; ++co) wt[(tap * o + co) * g.c + ci] = w[((taps - 1 - tap) * g.c + ci) * o + co];
   const StridedMatrix<T> filters{wt.data(), g.c, 1};
   const long m = g.n * g.h * g.w;
+  if (g.sh == 1 && g.sw == 1 && g.dw == 1 && in_place_pays<T>(g.w, o, taps * o, g.c)) {
+    // Flipped tap (i, j) of input pixel (ih, iw) reads dy pixel (ih + pt - (kh-1-i)*dh, iw + pl - (kw-1-j)).
+    const auto plan = in_place_plan(dy, g.n, g.ho, g.wo, o, g.h, g.w, g.kh, g.kw, 1L, 1L, g.dh,
+                                    g.pt - (g.kh - 1) * g.dh, g.pl - (g.kw - 1));
+    return conv_in_place(plan, wt.data(), g.c, dx, false, false);
+  }
   if (g.sh == 1 && g.sw == 1)
     gemm_driver<T>(m, g.c, taps * o, PixelPatches<T>::backward_data(dy, o, g), filters, dx, g.c, T(1), T(0));
   else
