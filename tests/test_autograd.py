@@ -53,7 +53,9 @@ def seeded_dropout(x):
 def batch_norm(training):
     def fn(x, gamma, beta):
         c = x.shape[-1]
-        mean, var = np.linspace(-0.2, 0.3, c), np.linspace(0.5, 1.5, c)  # fresh per call: not updated twice
+        # fresh per call (not updated twice), on x's device (they are updated in place there)
+        mean, var = (zg.tensor(v, dtype=x.dtype, device=x.device).data
+                     for v in (np.linspace(-0.2, 0.3, c), np.linspace(0.5, 1.5, c)))
         return F.batch_norm(x, gamma, beta, mean, var, training=training, momentum=0.9, epsilon=1e-3)
     return fn
 

@@ -1,7 +1,10 @@
 """Differentiable ops on Tensors, each forward beside its backward; the heavy ones run on
 `zengrad.kernels`. Layouts: activations NHWC, filters HWIO, Dense kernels (in, out).
 
-Arguments may be Tensors or arrays (arrays are constants: they get no gradient).
+Arguments may be Tensors or arrays (arrays are constants: they get no gradient). Every op runs
+on the device of its tensors: array functions come from the data (NumPy or CuPy), kernels
+from `zengrad.kernels`, which dispatch on the array type. Operands on different devices are a
+TypeError naming the argument; host arrays given as targets or labels follow the tensor's device.
 """
 from __future__ import annotations
 
@@ -9,8 +12,9 @@ from numbers import Real
 
 import numpy as np
 
-from . import kernels
-from .random import generator
+from . import _device, kernels
+from ._device import array_module
+from .random import uniform_like
 from .tensor import Tensor, is_grad_enabled
 
 __all__ = [
@@ -25,17 +29,31 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 def _t(x, name, func) -> Tensor:
     if isinstance(x, Tensor):
         return x
-    if isinstance(x, np.ndarray):
+    if isinstance(x, np.ndarray) or array_module(x) is not np:
         return Tensor(x)
-    raise TypeError(f"{func}(): argument '{name}' must be a Tensor or a NumPy array, got {type(x).__name__}")
+    raise TypeError(f"{func}(): argument '{name}' must be a Tensor or an array (NumPy or CuPy), "
+                    f"got {type(x).__name__}")
+
+
+def _same_device(func, **tensors) -> None:
+    """TypeError naming the first operand on another device than the first one."""
+    if all(t is None or type(t.data) is np.ndarray for t in tensors.values()):
+        return
+    _device.check_same(f"{func}()", **{k: None if t is None else t.data for k, t in tensors.items()})
 
 
 def _like(x: Tensor, other, name, func) -> Tensor:
-    """`other` as a Tensor of x's float dtype (targets, labels given as arrays)."""
+    """`other` as a Tensor of x's float dtype on x's device (targets given as host arrays are
+    copied there; tensors on another device are refused)."""
     other = _t(other, name, func)
     if other.shape != x.shape:
         raise ValueError(f"{func}(): argument '{name}' must have shape {x.shape}, got {other.shape}")
-    return other if other.dtype == x.dtype else Tensor(other.data.astype(x.dtype))
+    if type(x.data) is np.ndarray and type(other.data) is np.ndarray:
+        return other if other.dtype == x.dtype else Tensor(other.data.astype(x.dtype))
+    if other.requires_grad or not _device.is_host(other.data):   # device tensors are never copied implicitly
+        _same_device(func, **{"x": x, name: other})
+        return other if other.dtype == x.dtype else Tensor(other.data.astype(x.dtype))
+    return Tensor(_device.like(other.data, x.data, f"{func}()", name))
 
 
 # ---- dense and convolutional layers ----
@@ -44,10 +62,12 @@ def linear(x, w, b=None) -> Tensor:
     """x (N, in) @ w (in, out) + b (out,) -> (N, out), on the GEMM kernel."""
     x, w = _t(x, "x", "linear"), _t(w, "w", "linear")
     b = None if b is None else _t(b, "b", "linear")
+    _same_device("linear", x=x, w=w, b=b)
     if b is None:
         y = kernels.gemm(x.data, w.data)
     else:  # the bias is the GEMM's starting C: no extra pass over the output
-        y = np.broadcast_to(b.data, (x.shape[0], w.shape[1])).copy() if x.ndim == 2 else None
+        xp = array_module(b.data)
+        y = xp.broadcast_to(b.data, (x.shape[0], w.shape[1])).copy() if x.ndim == 2 else None
         if y is None:
             raise ValueError(f"linear(): argument 'x' must be 2-dimensional (N, in), got shape {x.shape}")
         kernels.gemm(x.data, w.data, y, beta=1.0)
@@ -65,6 +85,7 @@ def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None)
     (fused into the kernel: relu(conv2d(...)) without a pass of its own)."""
     x, w = _t(x, "x", "conv2d"), _t(w, "w", "conv2d")
     b = None if b is None else _t(b, "b", "conv2d")
+    _same_device("conv2d", x=x, w=w, b=b)
     geometry = dict(stride=stride, padding=padding, dilation=dilation)
     y = kernels.conv2d(x.data, w.data, None if b is None else b.data, activation=activation, **geometry)
 
@@ -116,8 +137,9 @@ def relu(x) -> Tensor:
 
 def _sigmoid(z):
     """1 / (1 + exp(-z)) without overflow for large |z|."""
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
+    xp = array_module(z)
+    e = xp.exp(-xp.abs(z))
+    return xp.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
 
 
 def sigmoid(x) -> Tensor:
@@ -128,18 +150,19 @@ def sigmoid(x) -> Tensor:
 
 def tanh(x) -> Tensor:
     x = _t(x, "x", "tanh")
-    t = np.tanh(x.data)
+    t = array_module(x.data).tanh(x.data)
     return Tensor._result(t, (x,), lambda g: (g * (1 - t * t),))
 
 
 def _softmax(z, axis):
-    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    e = array_module(z).exp(z - z.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
 def _log_softmax(z, axis):
+    xp = array_module(z)
     shifted = z - z.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 def softmax(x, axis=-1) -> Tensor:
@@ -151,19 +174,20 @@ def softmax(x, axis=-1) -> Tensor:
 def log_softmax(x, axis=-1) -> Tensor:
     x = _t(x, "x", "log_softmax")
     y = _log_softmax(x.data, axis)
-    return Tensor._result(y, (x,), lambda g: (g - np.exp(y) * g.sum(axis=axis, keepdims=True),))
+    return Tensor._result(y, (x,), lambda g: (g - array_module(y).exp(y) * g.sum(axis=axis, keepdims=True),))
 
 
 # ---- regularisation and normalisation ----
 
 def dropout(x, rate, training) -> Tensor:
-    """Zero each element with probability `rate` and scale the rest by 1/(1-rate) when training."""
+    """Zero each element with probability `rate` and scale the rest by 1/(1-rate) when training.
+    The mask is drawn on x's device from zengrad.random (see there for reproducibility)."""
     x = _t(x, "x", "dropout")
     if isinstance(rate, bool) or not isinstance(rate, Real) or not 0 <= rate < 1:
         raise ValueError(f"dropout(): argument 'rate' must be a number in [0, 1), got {rate!r}")
     if not training or rate == 0:
         return x
-    keep = (generator().random(x.shape) >= rate).astype(x.dtype) * x.dtype.type(1 / (1 - rate))
+    keep = (uniform_like(x.data) >= rate).astype(x.dtype) * x.dtype.type(1 / (1 - rate))
     return Tensor._result(x.data * keep, (x,), lambda g: (g * keep,))
 
 
@@ -174,6 +198,10 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.9
     (arrays, in place) as Keras does: running = running * momentum + batch * (1 - momentum).
     Inference uses the running statistics."""
     x, gamma, beta = _t(x, "x", "batch_norm"), _t(gamma, "gamma", "batch_norm"), _t(beta, "beta", "batch_norm")
+    _same_device("batch_norm", x=x, gamma=gamma, beta=beta)
+    if type(x.data) is not np.ndarray:  # the running statistics are updated in place: they must be there too
+        _device.check_same("batch_norm()", x=x.data, running_mean=running_mean, running_var=running_var)
+    xp = array_module(x.data)
     axes = tuple(range(x.ndim - 1))
     if training:
         mean, var = x.data.mean(axis=axes), x.data.var(axis=axes)
@@ -183,7 +211,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.9
         running_var += (1 - momentum) * var
     else:
         mean, var = running_mean, running_var
-    inv_std = (1 / np.sqrt(var + epsilon)).astype(x.dtype)
+    inv_std = (1 / xp.sqrt(var + epsilon)).astype(x.dtype)
     xhat = (x.data - mean) * inv_std
     y = gamma.data * xhat + beta.data
     count = x.size // x.shape[-1]
@@ -202,28 +230,38 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.9
 # ---- losses (means over the batch) ----
 
 def cross_entropy(logits, labels) -> Tensor:
-    """Mean of -log softmax(logits)[label]; logits (N, C), integer labels (N,) in [0, C)."""
+    """Mean of -log softmax(logits)[label]; logits (N, C), integer labels (N,) in [0, C).
+
+    Host labels are range-checked here; labels already on the GPU are checked for shape and dtype
+    only (a range check would stall the GPU every step: Sequential.fit checks the whole label
+    array once, on the host)."""
     z = _t(logits, "logits", "cross_entropy")
-    labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    host = _device.is_host(labels)
+    if host:
+        labels = np.asarray(labels)
     if z.ndim != 2:
         raise ValueError(f"cross_entropy(): argument 'logits' must be 2-dimensional (N, C), got shape {z.shape}")
     if labels.shape != (z.shape[0],) or labels.dtype.kind not in "iu":
         raise ValueError(f"cross_entropy(): argument 'labels' must be integers of shape ({z.shape[0]},), "
                          f"got {labels.dtype} of shape {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= z.shape[1]):
+    if host and labels.size and (labels.min() < 0 or labels.max() >= z.shape[1]):
         raise ValueError(f"cross_entropy(): argument 'labels' must lie in [0, {z.shape[1]}), "
                          f"got values in [{labels.min()}, {labels.max()}]")
+    xp = array_module(z.data)
+    if xp is not np or not host:    # to the logits' device, or refused when on another one
+        labels = _device.like(labels, z.data, "cross_entropy()", "labels", dtype=labels.dtype)
     n = z.shape[0]
     logp = _log_softmax(z.data, axis=1)
-    rows = np.arange(n)
+    rows = xp.arange(n)
     loss = -logp[rows, labels].mean(dtype=z.dtype)
 
     def backward(g):
-        d = np.exp(logp)
+        d = xp.exp(logp)
         d[rows, labels] -= 1
         return (d * (g / n),)
 
-    return Tensor._result(np.asarray(loss, z.dtype), (z,), backward)
+    return Tensor._result(xp.asarray(loss, z.dtype), (z,), backward)
 
 
 def categorical_cross_entropy(logits, targets) -> Tensor:
@@ -231,13 +269,14 @@ def categorical_cross_entropy(logits, targets) -> Tensor:
     z = _t(logits, "logits", "categorical_cross_entropy")
     target = _like(z, targets, "targets", "categorical_cross_entropy")
     t, n = target.data, z.shape[0]
+    xp = array_module(z.data)
     logp = _log_softmax(z.data, axis=-1)
     loss = -(t * logp).sum() / n
 
     def backward(g):
-        return (np.exp(logp) * t.sum(axis=-1, keepdims=True) - t) * (g / n), -logp * (g / n)
+        return (xp.exp(logp) * t.sum(axis=-1, keepdims=True) - t) * (g / n), -logp * (g / n)
 
-    return Tensor._result(np.asarray(loss, z.dtype), (z, target), backward)
+    return Tensor._result(xp.asarray(loss, z.dtype), (z, target), backward)
 
 
 def binary_cross_entropy(probs, targets, epsilon=1e-7) -> Tensor:
@@ -245,8 +284,9 @@ def binary_cross_entropy(probs, targets, epsilon=1e-7) -> Tensor:
     p = _t(probs, "probs", "binary_cross_entropy")
     target = _like(p, targets, "targets", "binary_cross_entropy")
     t = target.data
-    clipped = np.clip(p.data, epsilon, 1 - epsilon)
-    log_p, log_q = np.log(clipped), np.log(1 - clipped)
+    xp = array_module(p.data)
+    clipped = xp.clip(p.data, epsilon, 1 - epsilon)
+    log_p, log_q = xp.log(clipped), xp.log(1 - clipped)
     loss = -(t * log_p + (1 - t) * log_q).mean()
     inside = (p.data > epsilon) & (p.data < 1 - epsilon)  # the clip passes no gradient outside
 
@@ -254,7 +294,7 @@ def binary_cross_entropy(probs, targets, epsilon=1e-7) -> Tensor:
         scale = g / p.size
         return (clipped - t) / (clipped * (1 - clipped)) * inside * scale, (log_q - log_p) * scale
 
-    return Tensor._result(np.asarray(loss, p.dtype), (p, target), backward)
+    return Tensor._result(xp.asarray(loss, p.dtype), (p, target), backward)
 
 
 def binary_cross_entropy_with_logits(logits, targets) -> Tensor:
@@ -262,8 +302,9 @@ def binary_cross_entropy_with_logits(logits, targets) -> Tensor:
     z = _t(logits, "logits", "binary_cross_entropy_with_logits")
     target = _like(z, targets, "targets", "binary_cross_entropy_with_logits")
     t = target.data
-    loss = (np.maximum(z.data, 0) - z.data * t + np.log1p(np.exp(-np.abs(z.data)))).mean()
-    return Tensor._result(np.asarray(loss, z.dtype), (z, target),
+    xp = array_module(z.data)
+    loss = (xp.maximum(z.data, 0) - z.data * t + xp.log1p(xp.exp(-xp.abs(z.data)))).mean()
+    return Tensor._result(xp.asarray(loss, z.dtype), (z, target),
                           lambda g: ((_sigmoid(z.data) - t) * (g / z.size), -z.data * (g / z.size)))
 
 
@@ -272,6 +313,6 @@ def mse_loss(pred, target) -> Tensor:
     p = _t(pred, "pred", "mse_loss")
     target = _like(p, target, "target", "mse_loss")
     diff = p.data - target.data
-    return Tensor._result(np.asarray((diff * diff).mean(), p.dtype), (p, target),
+    return Tensor._result(array_module(diff).asarray((diff * diff).mean(), p.dtype), (p, target),
                           lambda g: (diff * (2 * g / p.size), diff * (-2 * g / p.size)))
 

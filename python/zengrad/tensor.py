@@ -6,6 +6,12 @@ gradient of the result to the gradients of those parents. `backward()` visits th
 graph once, in reverse topological order, and accumulates gradients into the `.grad` of the
 leaves (tensors created by the user, such as parameters). Each op's forward and backward sit
 side by side below; the heavy ones (matmul) call `zengrad.kernels`.
+
+Devices: the data is a NumPy array (device "cpu") or a CuPy array (device "cuda:N"); every op
+takes its array functions from the data (`_device.array_module`), so one graph runs on either.
+Host constants (numbers, lists, NumPy arrays) follow the tensor they meet to its device;
+tensors on different devices never mix (TypeError naming the operand). `t.to(device)` copies,
+and gradients flow back across the copy.
 """
 from __future__ import annotations
 
@@ -14,7 +20,8 @@ from numbers import Number
 
 import numpy as np
 
-from . import kernels
+from . import _device, kernels
+from ._device import array_module
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _grad_enabled = True
@@ -77,14 +84,22 @@ class Tensor:
         return out
 
     def _lift(self, other) -> "Tensor":
-        """`other` as a Tensor of this one's dtype (Python/NumPy scalars and arrays are constants)."""
+        """`other` as a Tensor of this one's dtype on its device (Python/NumPy scalars and arrays
+        are constants, copied to the device; a tensor on another device is refused)."""
         if isinstance(other, Tensor):
-            if other.data.dtype != self.data.dtype and other.data.dtype in _FLOATS and self.data.dtype in _FLOATS:
-                raise TypeError(f"cannot combine {self.data.dtype} and {other.data.dtype} tensors; "
-                                "convert one with zg.tensor(t.numpy(), dtype=...) first")
+            a, b = self.data, other.data
+            if b.dtype != a.dtype and b.dtype in _FLOATS and a.dtype in _FLOATS:
+                raise TypeError(f"cannot combine {a.dtype} and {b.dtype} tensors; "
+                                "convert one with zg.tensor(t, dtype=...) first")
+            if not (type(a) is type(b) is np.ndarray):
+                _device.check_same("Tensor operator", self=a, other=b)
             return other
         if isinstance(other, (Number, np.ndarray, np.generic, list, tuple)):
-            return Tensor(np.asarray(other, dtype=self.data.dtype))
+            if type(self.data) is np.ndarray:
+                return Tensor(np.asarray(other, dtype=self.data.dtype))
+            return Tensor(_device.like(other, self.data, "Tensor operator", "other"))
+        if array_module(other) is not np:   # a CuPy array: a constant too, if on this device
+            return Tensor(_device.like(other, self.data, "Tensor operator", "other"))
         raise TypeError(f"unsupported operand type for Tensor: {type(other).__name__}")
 
     # ---- properties ----
@@ -93,10 +108,11 @@ class Tensor:
     dtype = property(lambda self: self.data.dtype)
     ndim = property(lambda self: self.data.ndim)
     size = property(lambda self: self.data.size)
-    device = property(lambda self: "cpu")
+    device = property(lambda self: _device.device_of(self.data), doc='"cpu" or "cuda:N"')
 
     def numpy(self) -> np.ndarray:
-        return self.data
+        """The data as a NumPy array: the array itself on the CPU, a copy from a GPU."""
+        return _device.to_host(self.data)
 
     def item(self):
         return self.data.item()
@@ -106,16 +122,28 @@ class Tensor:
         return Tensor(self.data)
 
     def to(self, device: str) -> "Tensor":
-        if device != "cpu":
-            raise ValueError(f"Tensor.to(): argument 'device' must be 'cpu' in this build, got {device!r}")
-        return self
+        """This tensor on `device` ("cpu", "cuda", "cuda:N"): self when it is already there, else a
+        copy that records the move, so that gradients flow back to this tensor's device."""
+        target = _device.resolve("Tensor.to()", device)
+        source = self.device
+        if target == source:
+            return self
+        return Tensor._result(_device.move(self.data, target), (self,), lambda g: (_device.move(g, source),))
+
+    def cpu(self) -> "Tensor":
+        return self.to("cpu")
+
+    def cuda(self, index: int | None = None) -> "Tensor":
+        return self.to("cuda" if index is None else f"cuda:{index}")
 
     def __len__(self):
         return len(self.data)
 
     def __repr__(self):
         grad = ", requires_grad=True" if self.requires_grad else ""
-        return f"Tensor({np.array2string(self.data, precision=4, threshold=20)}, dtype={self.dtype}{grad})"
+        device = "" if type(self.data) is np.ndarray else f", device={self.device!r}"
+        text = np.array2string(np.asarray(self.numpy()), precision=4, threshold=20)
+        return f"Tensor({text}, dtype={self.dtype}{device}{grad})"
 
     # ---- backward ----
 
@@ -129,8 +157,10 @@ class Tensor:
             if self.data.size != 1:
                 raise ValueError(f"backward(): argument 'grad' must be given for a non-scalar tensor "
                                  f"of shape {self.shape}")
-            grad = np.ones_like(self.data)
-        grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.data.dtype)
+            grad = array_module(self.data).ones_like(self.data)
+        grad = _device.like(grad.data if isinstance(grad, Tensor) else grad, self.data, "backward()", "grad")
+        if isinstance(grad, np.generic):    # a number for a GPU tensor: gradients are arrays on its device
+            grad = _device.move(np.asarray(grad), self.device)
         if grad.shape != self.shape:
             raise ValueError(f"backward(): argument 'grad' must have shape {self.shape}, got {grad.shape}")
 
@@ -220,10 +250,11 @@ class Tensor:
         b2 = b if b.ndim > 1 else b[:, None]
         full = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]) + (a2.shape[-2], b2.shape[-1])
 
-        def backward(g):  # batched or vector products: NumPy's matmul, gradients unbroadcast
+        def backward(g):  # batched or vector products: the array module's matmul, gradients unbroadcast
+            xp = array_module(g)
             g2 = g.reshape(full)
-            da = _unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
-            db = _unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
+            da = _unbroadcast(g2 @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+            db = _unbroadcast(xp.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
             return da, db
 
         return Tensor._result(a @ b, (self, other), backward)
@@ -237,8 +268,9 @@ class Tensor:
         axes = _axes(axis, self.ndim)
 
         def backward(g):
-            g = g if keepdims else np.expand_dims(g, axes)
-            return (np.broadcast_to(g, self.shape).copy(),)
+            xp = array_module(g)
+            g = g if keepdims else xp.expand_dims(g, axes)
+            return (xp.broadcast_to(g, self.shape).copy(),)
 
         return Tensor._result(self.data.sum(axis=axes, keepdims=keepdims), (self,), backward)
 
@@ -249,21 +281,23 @@ class Tensor:
 
     def max(self, axis=None, keepdims=False):
         """The maximum; its gradient goes to the first maximal element along the axes."""
+        xp = array_module(self.data)
         axes = _axes(axis, self.ndim)
         rest = tuple(a for a in range(self.ndim) if a not in axes)
-        moved = np.transpose(self.data, rest + axes)
+        inverse = tuple(int(i) for i in np.argsort(rest + axes))
+        moved = xp.transpose(self.data, rest + axes)
         flat = moved.reshape(moved.shape[:len(rest)] + (-1,))
-        winner = np.argmax(flat, axis=-1)
-        best = np.take_along_axis(flat, winner[..., None], axis=-1)[..., 0]
+        winner = xp.argmax(flat, axis=-1)
+        best = xp.take_along_axis(flat, winner[..., None], axis=-1)[..., 0]
         out = best.reshape(best.shape + (1,) * len(axes)) if keepdims else best
         if keepdims:
-            out = np.transpose(out, np.argsort(rest + axes))
+            out = xp.transpose(out, inverse)
 
         def backward(g):
             g = g.reshape(best.shape)
-            dflat = np.zeros_like(flat)
-            np.put_along_axis(dflat, winner[..., None], g[..., None], axis=-1)
-            return (np.transpose(dflat.reshape(moved.shape), np.argsort(rest + axes)),)
+            dflat = xp.zeros_like(flat)
+            xp.put_along_axis(dflat, winner[..., None], g[..., None], axis=-1)
+            return (xp.transpose(dflat.reshape(moved.shape), inverse),)
 
         return Tensor._result(out, (self,), backward)
 
@@ -276,17 +310,22 @@ class Tensor:
     def transpose(self, *axes):
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
         axes = tuple(axes) if axes else tuple(reversed(range(self.ndim)))
-        inverse = tuple(np.argsort(axes))
-        return Tensor._result(np.transpose(self.data, axes), (self,), lambda g: (np.transpose(g, inverse),))
+        inverse = tuple(int(i) for i in np.argsort(axes))
+        xp = array_module(self.data)
+        return Tensor._result(xp.transpose(self.data, axes), (self,), lambda g: (xp.transpose(g, inverse),))
 
     T = property(lambda self: self.transpose())
 
     def __getitem__(self, index):
-        index = index.data if isinstance(index, Tensor) else index
+        xp = array_module(self.data)
+        index = _index_on(xp, self.data, index)
 
         def backward(g):
-            grad = np.zeros_like(self.data)
-            np.add.at(grad, index, g)  # repeated indices accumulate
+            grad = xp.zeros_like(self.data)
+            if _is_basic(index):    # a view: no element twice, assigning is accumulating
+                grad[index] = g
+            else:
+                xp.add.at(grad, index, g)  # repeated indices accumulate
             return (grad,)
 
         return Tensor._result(self.data[index], (self,), backward)
@@ -294,28 +333,60 @@ class Tensor:
     # ---- elementwise functions ----
 
     def exp(self):
-        out = np.exp(self.data)
+        out = array_module(self.data).exp(self.data)
         return Tensor._result(out, (self,), lambda g: (g * out,))
 
     def log(self):
-        return Tensor._result(np.log(self.data), (self,), lambda g: (g / self.data,))
+        return Tensor._result(array_module(self.data).log(self.data), (self,), lambda g: (g / self.data,))
 
 
-def tensor(data, requires_grad=False, dtype=None, device="cpu") -> Tensor:
-    """A new Tensor holding a copy of `data`; floats become float32 unless `dtype` is given."""
-    if device != "cpu":
-        raise ValueError(f"tensor(): argument 'device' must be 'cpu' in this build, got {device!r}")
+def _is_basic(index) -> bool:
+    """Whether `index` is basic indexing (ints, slices, None, ...): the result is a view."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, (slice, int, np.integer)) and not isinstance(p, bool)
+               for p in parts)
+
+
+def _index_on(xp, data, index):
+    """`index` (a Tensor, arrays, lists, slices...) with its index arrays on data's device."""
+    if isinstance(index, Tensor):
+        index = index.data
+    if xp is np or _is_basic(index):
+        return index
+    device = _device.device_of(data)
+
+    def part(p):
+        p = p.data if isinstance(p, Tensor) else p
+        if isinstance(p, (list, np.ndarray)):
+            return _device.move(np.asarray(p), device)
+        if array_module(p) is not np:
+            _device.check_same("Tensor.__getitem__()", tensor=data, index=p)
+        return p
+
+    return tuple(part(p) for p in index) if isinstance(index, tuple) else part(index)
+
+
+def tensor(data, requires_grad=False, dtype=None, device=None) -> Tensor:
+    """A new Tensor holding a copy of `data`; floats become float32 unless `dtype` is given.
+
+    device: "cpu", "cuda" (the current GPU) or "cuda:N"; None keeps the device of `data` (a
+    Tensor or a CuPy array), else "cpu"."""
+    target = None if device is None else _device.resolve("tensor()", device)
     if isinstance(data, Tensor):
         data = data.data
     if dtype is not None:
         dtype = np.dtype(dtype)
         if dtype.kind == "f" and dtype not in _FLOATS:
             raise TypeError(f"tensor(): argument 'dtype' must be float32 or float64 for floats, got {dtype}")
+    xp = array_module(data)
+    if xp is np:
         array = np.array(data, dtype=dtype)
-    else:
-        array = np.array(data)
-        if array.dtype.kind == "f":
-            array = array.astype(np.float32, copy=False)
+    else:   # a device array: copied on its device, then moved if asked
+        array = data.astype(dtype) if dtype is not None else data.copy()
+    if dtype is None and array.dtype.kind == "f":
+        array = array.astype(np.float32, copy=False)
     if requires_grad and array.dtype not in _FLOATS:
         raise TypeError(f"tensor(): only float32/float64 tensors can require grad, got {array.dtype}")
+    if target is not None and target != _device.device_of(array):
+        array = _device.move(array, target)
     return Tensor(array, requires_grad=requires_grad)
