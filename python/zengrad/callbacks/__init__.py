@@ -44,6 +44,12 @@ class CallbackList:
             cb.set_model(model)
             cb.set_params(params)
 
+    def reads_batch_logs(self) -> bool:
+        """Whether a callback has its own on_train_batch_end: fit then computes the running loss and
+        metrics after every batch (on a GPU that waits for each step)."""
+        return any("on_train_batch_end" in vars(cb) or type(cb).on_train_batch_end is not Callback.on_train_batch_end
+                   for cb in self.callbacks)
+
     def __getattr__(self, hook):
         if not hook.startswith("on_"):
             raise AttributeError(hook)

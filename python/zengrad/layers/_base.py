@@ -2,6 +2,9 @@
 
 A layer's whole contract with the training loop is `parameters()` (the trainable Tensors) and
 `__call__(x, training=False)`. Shapes are tuples with `None` for the batch axis.
+
+Devices: a layer has a device ("cpu" until `to(...)`); its weights live there (initial values
+are drawn on the CPU, then copied) and inputs given as host arrays are copied there.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 
 import zengrad as zg
 
+from .. import _device
 from . import _initializers as initializers
 
 _name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
@@ -82,16 +86,16 @@ def fmt_shape(shape) -> str:
 
 
 def assign_weights(owner, weights, arrays):
-    """Copy `arrays` into the Tensors `weights`, in order, after checking every count and shape
-    (nothing is changed when one does not fit)."""
-    arrays = [np.asarray(a) for a in arrays]
+    """Copy `arrays` (NumPy, or arrays on the weights' device) into the Tensors `weights`, in
+    order, after checking every count and shape (nothing is changed when one does not fit)."""
+    arrays = [a if not _device.is_host(a) else np.asarray(a) for a in arrays]
     if len(arrays) != len(weights):
         raise ValueError(f"{owner}: expected {len(weights)} arrays, got {len(arrays)}")
     for t, a in zip(weights, arrays):
         if a.shape != t.data.shape:
             raise ValueError(f"{owner}: weight of shape {t.data.shape} given an array of shape {a.shape}")
     for t, a in zip(weights, arrays):
-        t.data[...] = a
+        t.data[...] = _device.like(a, t.data, owner, "arrays")
 
 
 class Layer(abc.ABC):
@@ -117,17 +121,44 @@ class Layer(abc.ABC):
         self._declared_input_shape = (None,) + shape_tuple(f"{cls}()", "input_shape", input_shape) \
             if input_shape is not None else None
         self._weights: list[tuple[str, object, bool]] = []   # (name, Tensor, trainable)
+        self._constants: list = []                            # Tensors that move with the weights
         self._fixed_axes: dict[int, int] = {}                 # axis -> size fixed by the build
+        self._device = _device.CPU
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
 
+    # ---- device ----
+    @property
+    def device(self) -> str:
+        """"cpu" or "cuda:N": where the weights are (and are made when the layer builds)."""
+        return self._device
+
+    def to(self, device):
+        """Move the weights to `device` ("cpu", "cuda", "cuda:N"), in place: each weight stays the
+        same Tensor object (optimizers key their state by it) with its data (and gradient) copied
+        there. Returns self."""
+        target = _device.resolve(f"Layer '{self.name}'.to()", device)
+        for t in [t for _, t, _ in self._weights] + self._constants:
+            t.data = _device.move(t.data, target)
+            if t.grad is not None:
+                t.grad = _device.move(t.grad, target)
+        self._device = target
+        return self
+
+    def make_constant(self, data):
+        """A Tensor (no gradient) on this layer's device that moves with the weights."""
+        t = zg.tensor(data, dtype=self.dtype, device=self._device)
+        self._constants.append(t)
+        return t
+
     # ---- weights ----
     def add_weight(self, name, shape, initializer="zeros", trainable=True):
-        """A new weight Tensor of self.dtype, registered in `weights`."""
+        """A new weight Tensor of self.dtype on self.device, registered in `weights`; the initial
+        values are drawn on the CPU (the same for a seed on every device)."""
         init = initializers.get(f"{type(self).__name__}()", initializer)
         data = np.asarray(init(tuple(shape), self.dtype), dtype=self.dtype)
-        t = zg.tensor(data, requires_grad=bool(trainable), dtype=self.dtype)
+        t = zg.tensor(data, requires_grad=bool(trainable), dtype=self.dtype, device=self._device)
         self._weights.append((name, t, bool(trainable)))
         return t
 
@@ -154,7 +185,8 @@ class Layer(abc.ABC):
         return self.trainable_weights
 
     def get_weights(self):
-        return [t.data.copy() for t in self.weights]
+        """The weights as NumPy arrays (copies, whatever the device)."""
+        return [_device.to_numpy(t.data) for t in self.weights]
 
     def set_weights(self, arrays):
         assign_weights(f"Layer '{self.name}' ({type(self).__name__}).set_weights()", self.weights, arrays)
@@ -215,10 +247,11 @@ class Layer(abc.ABC):
     def _as_tensor(self, x):
         if isinstance(x, zg.Tensor):
             return x
-        arr = np.asarray(x)
+        arr = np.asarray(x) if _device.is_host(x) else x
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"Layer '{self.name}': input must be numeric, got dtype {arr.dtype}")
-        return zg.tensor(arr, dtype=self.dtype)
+        _device.check_input(f"Layer '{self.name}'", "x", arr, self._device)
+        return zg.tensor(arr, dtype=self.dtype, device=self._device)
 
     def __call__(self, x, training=False):
         x = self._as_tensor(x)

@@ -5,8 +5,6 @@ from numbers import Real
 
 import numpy as np
 
-import zengrad as zg
-
 from .. import functional as F
 from ._base import Layer
 
@@ -46,11 +44,11 @@ class BatchNormalization(Layer):
         if self.scale:
             self.gamma = self.add_weight("gamma", shape, g_init)
         else:
-            self.gamma = zg.tensor(np.ones(shape, self.dtype), dtype=self.dtype)
+            self.gamma = self.make_constant(np.ones(shape, self.dtype))
         if self.center:
             self.beta = self.add_weight("beta", shape, b_init)
         else:
-            self.beta = zg.tensor(np.zeros(shape, self.dtype), dtype=self.dtype)
+            self.beta = self.make_constant(np.zeros(shape, self.dtype))
         self.moving_mean = self.add_weight("moving_mean", shape, mm_init, trainable=False)
         self.moving_variance = self.add_weight("moving_variance", shape, mv_init, trainable=False)
         self._fixed_axes = {-1: channels}

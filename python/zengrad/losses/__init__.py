@@ -1,6 +1,7 @@
 """Loss objects (Keras names): loss(y_true, y_pred) -> scalar Tensor, the mean over the batch.
 
-y_pred is a Tensor (the model's output); y_true a NumPy array. Classification losses built on
+y_pred is a Tensor (the model's output); y_true a NumPy array (copied to y_pred's device) or an
+array on y_pred's device. Classification losses built on
 probabilities (from_logits=False) clip them to [1e-7, 1 - 1e-7] as Keras does. When a model's
 last activation is the one a loss expects (softmax for the cross-entropies, sigmoid for binary
 cross-entropy), the training loop calls `loss.from_logits_loss(y_true, logits)` instead: the
@@ -14,7 +15,9 @@ import numpy as np
 
 import zengrad as zg
 
+from .. import _device
 from .. import functional as F
+from .._device import array_module
 
 EPSILON = 1e-7
 
@@ -23,21 +26,28 @@ __all__ = ["Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "
 
 
 def _const(value, like):
-    return zg.tensor(np.asarray(value, dtype=like.dtype), dtype=like.dtype)
+    """`value` as a constant Tensor of like's dtype on like's device."""
+    return zg.Tensor(_device.like(value, like.data, "loss", "value"))
 
 
 def _clip(p, lo, hi):
     """clip(p, lo, hi) with clip's gradient (1 inside the range, 0 outside), from Tensor ops."""
     inside = ((p.data >= lo) & (p.data <= hi)).astype(p.dtype)
-    return p * _const(inside, p) + _const(np.clip(p.data, lo, hi) * (1 - inside), p)
+    return p * _const(inside, p) + _const(array_module(p.data).clip(p.data, lo, hi) * (1 - inside), p)
+
+
+def _host_or_device(y):
+    """The array behind a Tensor, array or list: host data as NumPy, device arrays as they are."""
+    y = y.data if isinstance(y, zg.Tensor) else y
+    return np.asarray(y) if _device.is_host(y) else y
 
 
 def _targets_like(y_true, y_pred, owner):
-    """y_true as a float array broadcastable to y_pred's shape ((N,) becomes (N, 1))."""
-    y = np.asarray(y_true.data if isinstance(y_true, zg.Tensor) else y_true)
+    """y_true as a float array on y_pred's device, broadcastable to y_pred's shape ((N,) becomes (N, 1))."""
+    y = _host_or_device(y_true)
     if y.dtype.kind not in "biuf":
         raise TypeError(f"{owner}: targets must be numeric, got dtype {y.dtype}")
-    y = y.astype(y_pred.dtype, copy=False)
+    y = _device.like(y, y_pred.data, owner, "y_true", dtype=y_pred.dtype)
     if y.ndim == len(y_pred.shape) - 1:
         y = y.reshape(y.shape + (1,))
     if y.shape != tuple(y_pred.shape):
@@ -81,11 +91,18 @@ class SparseCategoricalCrossentropy(Loss):
         self.fused_activation = None if from_logits else "softmax"
 
     def _labels(self, y_true, num_classes):
-        y = np.asarray(y_true.data if isinstance(y_true, zg.Tensor) else y_true)
+        """Labels as int64 (N,), on the device they come on. Host labels are checked to be
+        integral and in range; device labels are not (that would wait for the GPU every step):
+        fit checks the whole array once, through check_targets."""
+        y = _host_or_device(y_true)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:
             raise ValueError(f"{self.name}: labels must have shape (N,) or (N, 1), got {y.shape}")
+        if not _device.is_host(y):
+            if y.dtype.kind not in "biuf":
+                raise TypeError(f"{self.name}: labels must be integer class indices, got dtype {y.dtype}")
+            return y.astype(np.int64, copy=False)
         if y.dtype.kind == "f":
             if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
                 raise ValueError(f"{self.name}: labels must be integers (class indices), got non-integral values")
@@ -100,15 +117,17 @@ class SparseCategoricalCrossentropy(Loss):
         return y.astype(np.int64, copy=False)
 
     def check_targets(self, y_true, output_shape):
-        self._labels(y_true, output_shape[-1])
+        self._labels(_device.to_host(_host_or_device(y_true)), output_shape[-1])   # once: a copy is fine
 
     def call(self, y_true, y_pred):
         labels = self._labels(y_true, y_pred.shape[-1])
         if self.from_logits:
             return F.cross_entropy(y_pred, labels)
         p = y_pred / y_pred.sum(axis=-1, keepdims=True)
-        onehot = np.zeros(tuple(y_pred.shape), dtype=y_pred.dtype)
-        onehot[np.arange(len(labels)), labels] = 1
+        xp = array_module(y_pred.data)
+        labels = _device.like(labels, y_pred.data, self.name, "y_true", dtype=labels.dtype)
+        onehot = xp.zeros(tuple(y_pred.shape), dtype=y_pred.dtype)
+        onehot[xp.arange(len(labels)), labels] = 1
         return -(_const(onehot, p) * _clip(p, EPSILON, 1 - EPSILON).log()).sum(axis=-1).mean()
 
     def from_logits_loss(self, y_true, logits):
@@ -124,7 +143,7 @@ class CategoricalCrossentropy(Loss):
         self.fused_activation = None if from_logits else "softmax"
 
     def check_targets(self, y_true, output_shape):
-        y = np.asarray(y_true)
+        y = _host_or_device(y_true)
         if y.ndim != len(output_shape) or y.shape[-1] != output_shape[-1]:
             raise ValueError(f"{self.name}: targets must be one-hot with shape (N, {output_shape[-1]}), got "
                              f"{y.shape} (integer labels need loss='sparse_categorical_crossentropy')")

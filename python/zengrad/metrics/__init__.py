@@ -1,4 +1,8 @@
-"""Metrics on NumPy arrays, accumulated over an epoch as Keras does (mean over samples).
+"""Metrics, accumulated over an epoch as Keras does (mean over samples).
+
+Arrays may be NumPy or on a GPU (CuPy): the functions compute on y_pred's device (host targets
+are copied there) and a running mean of device values is summed on the device, so updating
+never waits for the GPU; `result()` does (it returns a Python float).
 
 The functions return one value per sample; the classes keep a running mean:
 `update_state(y_true, y_pred)`, `result()`, `reset_state()`. "accuracy" picks its kind from
@@ -9,7 +13,12 @@ from __future__ import annotations
 
 import abc
 
+from numbers import Number
+
 import numpy as np
+
+from .. import _device
+from .._device import array_module
 
 __all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "SparseCategoricalAccuracy",
            "CategoricalAccuracy", "BinaryAccuracy", "sparse_categorical_accuracy",
@@ -17,26 +26,39 @@ __all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "SparseCategorical
 
 
 def _np(a):
-    return np.asarray(getattr(a, "data", a))
+    """The array behind a Tensor, array or list (host data as NumPy; device arrays as they are)."""
+    from ..tensor import Tensor
+
+    a = a.data if isinstance(a, Tensor) else a
+    return np.asarray(a) if _device.is_host(a) else a
+
+
+def _pair(y_true, y_pred):
+    """(y_true, y_pred) as arrays on y_pred's device (host targets copied there)."""
+    y_true, y_pred = _np(y_true), _np(y_pred)
+    if type(y_pred) is not np.ndarray and array_module(y_pred) is not np:
+        y_true = _device.like(y_true, y_pred, "metric", "y_true", dtype=y_true.dtype)
+    return y_true, y_pred
 
 
 def sparse_categorical_accuracy(y_true, y_pred):
     """argmax(y_pred) == label; y_true (N,) or (N, 1) class indices, y_pred (N, C) -> (N,) floats."""
-    y_true, y_pred = _np(y_true), _np(y_pred)
+    y_true, y_pred = _pair(y_true, y_pred)
     if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
         y_true = y_true[..., 0]
-    return (np.argmax(y_pred, axis=-1) == y_true).astype(np.float32)
+    return (array_module(y_pred).argmax(y_pred, axis=-1) == y_true).astype(np.float32)
 
 
 def categorical_accuracy(y_true, y_pred):
     """argmax(y_pred) == argmax(y_true); both (N, C) -> (N,) floats."""
-    y_true, y_pred = _np(y_true), _np(y_pred)
-    return (np.argmax(y_pred, axis=-1) == np.argmax(y_true, axis=-1)).astype(np.float32)
+    y_true, y_pred = _pair(y_true, y_pred)
+    xp = array_module(y_pred)
+    return (xp.argmax(y_pred, axis=-1) == xp.argmax(y_true, axis=-1)).astype(np.float32)
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
     """(y_pred > threshold) == y_true, averaged over the last axis -> (N,) floats."""
-    y_true, y_pred = _np(y_true), _np(y_pred)
+    y_true, y_pred = _pair(y_true, y_pred)
     if y_true.ndim == y_pred.ndim - 1:
         y_true = y_true[..., None]
     hits = ((y_pred > threshold).astype(np.float32) == y_true.astype(np.float32)).astype(np.float32)
@@ -91,6 +113,18 @@ class Mean(Metric):
 
     def update_state(self, values, sample_weight=None):
         values = _np(values).astype(np.float64)
+        if array_module(values) is not np:  # summed on the device: no wait for the GPU here
+            if sample_weight is None:
+                self.total = self.total + values.sum()
+                self.count += values.size
+            elif isinstance(sample_weight, Number):
+                self.total = self.total + (values * sample_weight).sum()
+                self.count += float(sample_weight) * values.size
+            else:
+                weights = _device.like(sample_weight, values, "Mean.update_state()", "sample_weight")
+                self.total = self.total + (values * weights).sum()
+                self.count = self.count + (weights + values * 0).sum()
+            return
         if sample_weight is None:
             self.total += float(values.sum())
             self.count += values.size
@@ -99,7 +133,9 @@ class Mean(Metric):
             self.count += float(np.sum(np.broadcast_to(sample_weight, values.shape)))
 
     def result(self):
-        return self.total / self.count if self.count else 0.0
+        """The mean so far, a float (on a GPU, this waits for the values summed there)."""
+        total, count = float(self.total), float(self.count)
+        return total / count if count else 0.0
 
 
 class MeanMetricWrapper(Mean):

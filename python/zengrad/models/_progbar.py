@@ -44,6 +44,12 @@ class Progbar:
         self._last_draw = 0.0
         self._last_len = 0
 
+    def due(self) -> bool:
+        """Whether update(), not finalizing, would draw now: the training loop reads the running
+        loss (which waits for a GPU) only then."""
+        return (self.verbose == 1 and self.dynamic
+                and time.perf_counter() - self._last_draw >= self.interval)
+
     def _values(self, values):
         return "".join(f" - {k}: {_fmt_value(v)}" for k, v in values.items())
 

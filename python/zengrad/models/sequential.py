@@ -5,6 +5,13 @@ The training loop knows only layers, losses, optimizers (and metrics/callbacks):
 `optimizer.step(model.parameters())`. When the last layer's activation is the one the loss
 expects (softmax + a cross-entropy, sigmoid + binary cross-entropy), the loss is computed
 from the logits by the fused, stable form, as Keras does.
+
+Devices: `model.to("cuda")` moves every weight; fit/evaluate/predict take NumPy (or
+device) arrays and feed each batch on the model's device (see _Batches); predict returns NumPy.
+Sync policy on a GPU: a training step never waits for the GPU. The loss and metrics are summed
+on the device, and read back (which waits) only when the progress bar redraws (at most every
+0.05 s, on a terminal only), when a callback overrides on_train_batch_end, and at the end of
+each epoch.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import numpy as np
 
 import zengrad as zg
 
+from .. import _device
 from .. import callbacks as callbacks_module
 from .. import losses as losses_module
 from .. import metrics as metrics_module
@@ -37,7 +45,8 @@ def _positive_int(owner, name, value, allow_zero=False):
 
 
 def _array(owner, name, value):
-    arr = value.data if isinstance(value, zg.Tensor) else np.asarray(value)
+    arr = value.data if isinstance(value, zg.Tensor) else value
+    arr = np.asarray(arr) if _device.is_host(arr) else arr
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{owner}: argument '{name}' must be a numeric array, got dtype {arr.dtype}")
     if arr.ndim == 0:
@@ -65,6 +74,60 @@ def _atomic_save_npz(path, arrays):
         raise
 
 
+class _Batches:
+    """(x, y) served as batches on the model's device, x cast to the model's dtype.
+
+    On the CPU, batches are taken from the arrays as given. For a GPU model, host arrays are
+    copied to the device once, when together they take at most a quarter of its free memory,
+    and batches are gathered there (no copy per step); larger data is copied batch by batch.
+    Arrays already on a device must be on the model's."""
+
+    def __init__(self, owner, x, y, dtype, device):
+        self.dtype, self.device = dtype, device
+        self.order_host = self.order_device = None
+        _device.check_input(owner, "x", x, device)
+        if y is not None:
+            _device.check_input(owner, "y", y, device)
+        if device != _device.CPU:
+            if _device.is_host(x) and x.dtype.kind == "f" and x.dtype != dtype:
+                x = x.astype(dtype)     # before the copy: fewer bytes to move
+            host = [a for a in (x, y) if a is not None and _device.is_host(a)]
+            if host and sum(a.nbytes for a in host) <= _free_device_memory(device) // 4:
+                x = _device.move(x, device)
+                y = None if y is None else _device.move(y, device)
+        self.x, self.y = x, y
+        self.host = [a is not None and _device.is_host(a) for a in (x, y)]
+
+    def start_epoch(self, order=None):
+        """Serve the samples in `order` (a host permutation) or, with None, as they come."""
+        self.order_host = order
+        self.order_device = None
+        if order is not None and self.device != _device.CPU and not all(self.host):
+            self.order_device = _device.move(order, self.device)   # once per epoch, not per step
+
+    def batch(self, lo, hi):
+        """(x, y) of samples lo..hi-1 (in the epoch's order); y is None when there are no targets."""
+        if self.device == _device.CPU:
+            idx = slice(lo, hi) if self.order_host is None else self.order_host[lo:hi]
+            return self.x[idx].astype(self.dtype, copy=False), None if self.y is None else self.y[idx]
+        out = []
+        for a, host in zip((self.x, self.y), self.host):
+            if a is None:
+                out.append(None)
+            elif host:      # too big to keep on the device: this batch is copied
+                idx = slice(lo, hi) if self.order_host is None else self.order_host[lo:hi]
+                out.append(_device.move(a[idx], self.device))
+            else:
+                out.append(a[slice(lo, hi) if self.order_device is None else self.order_device[lo:hi]])
+        return out[0].astype(self.dtype, copy=False), out[1]
+
+
+def _free_device_memory(device) -> int:
+    gpu = _device.gpu_module()
+    with gpu.cuda.Device(int(device[5:])):
+        return int(gpu.cuda.runtime.memGetInfo()[0])
+
+
 class Sequential:
     """A linear stack of layers: Sequential([Conv2D(...), MaxPooling2D(), ..., Dense(10, "softmax")])."""
 
@@ -78,6 +141,7 @@ class Sequential:
         self.compiled_metrics = []
         self.stop_training = False
         self.history = None
+        self._device = _device.CPU
         for layer in layers or []:
             self.add(layer)
 
@@ -102,6 +166,8 @@ class Sequential:
             raise ValueError(f"Sequential.add(): layer '{layer.name}' is already in the model")
         if not self._layers and self._declared_input_shape is None:
             self._declared_input_shape = layer._declared_input_shape
+        if layer.device != self._device:    # layers take the model's device
+            layer.to(self._device)
         self._layers.append(layer)
         self.built = False
         if self._declared_input_shape is not None:
@@ -152,6 +218,22 @@ class Sequential:
     def dtype(self):
         return self._layers[0].dtype if self._layers else np.dtype(np.float32)
 
+    # ---- device ----
+    @property
+    def device(self) -> str:
+        """"cpu" or "cuda:N": where the weights live and where fit/evaluate/predict compute."""
+        return self._device
+
+    def to(self, device):
+        """Move every weight to `device` ("cpu", "cuda", "cuda:N") in place (the parameters stay the
+        same Tensor objects); layers added later move there too. An optimizer's state follows
+        its parameters at its next step. Returns the model."""
+        target = _device.resolve("Sequential.to()", device)
+        for layer in self._layers:
+            layer.to(target)
+        self._device = target
+        return self
+
     # ---- weights ----
     def _unique(self, tensors):
         seen, out = set(), []
@@ -178,7 +260,8 @@ class Sequential:
         return self._unique(w for layer in self._layers for w in layer.weights)
 
     def get_weights(self):
-        return [w.data.copy() for w in self.weights]
+        """Every weight as a NumPy array (copies, whatever the device)."""
+        return [_device.to_numpy(w.data) for w in self.weights]
 
     def set_weights(self, arrays):
         assign_weights("Sequential.set_weights()", self.weights, arrays)
@@ -193,7 +276,12 @@ class Sequential:
 
     def _forward(self, x, training=False, logits=False):
         if not isinstance(x, zg.Tensor):
-            x = zg.tensor(np.asarray(x, dtype=self.dtype), dtype=self.dtype)
+            if _device.is_host(x):
+                x = zg.tensor(np.asarray(x, dtype=self.dtype), dtype=self.dtype, device=self._device)
+            else:
+                _device.check_input("Sequential", "x", x, self._device)
+                # a batch already on the device is used as it is (the model never writes to its input)
+                x = zg.Tensor(x if x.dtype == self.dtype else x.astype(self.dtype))
         if not self.built:
             self.build((None,) + tuple(x.shape[1:]))
         for layer in self._layers[:-1]:
@@ -258,7 +346,7 @@ class Sequential:
         return fused is not None and getattr(self._layers[-1], "activation_name", None) == fused
 
     def _loss_and_pred(self, x, y, training):
-        """(loss Tensor, predictions as NumPy) for one batch."""
+        """(loss Tensor, predictions: an array on the model's device) for one batch."""
         if self._use_logits():
             logits = self._forward(x, training=training, logits=True)
             loss = self.loss.from_logits_loss(y, logits)
@@ -286,27 +374,37 @@ class Sequential:
         self.loss.check_targets(y, self.output_shape)
         return x, y
 
+    def _logs(self, loss_tracker):
+        """The running loss and metrics as floats (on a GPU this waits for the queued steps)."""
+        return {"loss": loss_tracker.result(), **{m.name: m.result() for m in self.compiled_metrics}}
+
     def train_on_batch(self, x, y):
         """One optimisation step on (x, y); returns the batch loss (and metrics, as fit logs)."""
         self._require_compiled("train_on_batch()")
         x, y = self._check_data("train_on_batch()", x, y)
-        loss, pred = self._train_step(x.astype(self.dtype, copy=False), y)
+        batches = _Batches("Sequential.train_on_batch()", x, y, self.dtype, self._device)
+        batches.start_epoch()
+        xb, yb = batches.batch(0, len(x))
+        loss, pred = self._train_step(xb, yb)
+        loss = float(loss)
         if not self.compiled_metrics:
             return loss
         values = [loss]
         for m in self.compiled_metrics:
             m.reset_state()
-            m.update_state(y, pred)
+            m.update_state(yb, pred)
             values.append(m.result())
         return values
 
     def _train_step(self, xb, yb):
+        """One step on a batch already on the model's device; (loss as a 0-d array on that
+        device, predictions). Nothing here waits for a GPU."""
         params = self.parameters()
         self.optimizer.zero_grad(params)
         loss, pred = self._loss_and_pred(xb, yb, training=True)
         loss.backward()
         self.optimizer.step(params)
-        return float(loss.data), pred
+        return loss.data, pred
 
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, initial_epoch=0):
@@ -334,6 +432,8 @@ class Sequential:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("Sequential.fit(): argument 'validation_data' must be a tuple (x_val, y_val)")
             x_val, y_val = self._check_data("fit() validation_data", *validation_data)
+            val_batches = _Batches("Sequential.fit() validation_data", x_val, y_val, self.dtype, self._device)
+        batches = _Batches("Sequential.fit()", x, y, self.dtype, self._device)
 
         n = len(x)
         steps = -(-n // batch_size)
@@ -344,33 +444,36 @@ class Sequential:
         self.history = history
         loss_tracker = metrics_module.Mean("loss")
         logs = {}
+        batch_logs = cbs.reads_batch_logs()     # else the running values are read only to draw the bar
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}")
             bar = Progbar(steps, verbose=verbose)
-            order = zrandom.generator().permutation(n) if shuffle else None
+            batches.start_epoch(zrandom.generator().permutation(n) if shuffle else None)
             loss_tracker.reset_state()
             for m in self.compiled_metrics:
                 m.reset_state()
             for step in range(steps):
                 lo, hi = step * batch_size, min((step + 1) * batch_size, n)
-                idx = slice(lo, hi) if order is None else order[lo:hi]
-                xb, yb = x[idx].astype(self.dtype, copy=False), y[idx]
+                xb, yb = batches.batch(lo, hi)
                 cbs.on_train_batch_begin(step)
                 loss, pred = self._train_step(xb, yb)
                 loss_tracker.update_state(loss, sample_weight=hi - lo)
                 for m in self.compiled_metrics:
                     m.update_state(yb, pred)
-                logs = {"loss": loss_tracker.result(), **{m.name: m.result() for m in self.compiled_metrics}}
+                draw = bar.due()
+                if batch_logs or draw:
+                    logs = self._logs(loss_tracker)
                 cbs.on_train_batch_end(step, logs)
-                bar.update(step + 1, logs)
+                if draw:
+                    bar.update(step + 1, logs)
                 if self.stop_training:
                     break
-            logs = dict(logs)
+            logs = self._logs(loss_tracker)
             if validation_data is not None:
-                val = self._evaluate_arrays(x_val, y_val, batch_size)
+                val = self._evaluate_batches(val_batches, len(x_val), batch_size)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             bar.update(step + 1, logs, finalize=True)
             cbs.on_epoch_end(epoch, logs)
@@ -379,23 +482,22 @@ class Sequential:
         cbs.on_train_end(logs)
         return history
 
-    def _evaluate_arrays(self, x, y, batch_size, bar=None):
-        n = len(x)
+    def _evaluate_batches(self, batches, n, batch_size, bar=None):
         loss_tracker = metrics_module.Mean("loss")
         for m in self.compiled_metrics:
             m.reset_state()
+        batches.start_epoch()
         with zg.no_grad():
             for step, lo in enumerate(range(0, n, batch_size)):
                 hi = min(lo + batch_size, n)
-                yb = y[lo:hi]
-                loss, pred = self._loss_and_pred(x[lo:hi].astype(self.dtype, copy=False), yb, training=False)
-                loss_tracker.update_state(float(loss.data), sample_weight=hi - lo)
+                xb, yb = batches.batch(lo, hi)
+                loss, pred = self._loss_and_pred(xb, yb, training=False)
+                loss_tracker.update_state(loss.data, sample_weight=hi - lo)
                 for m in self.compiled_metrics:
                     m.update_state(yb, pred)
-                logs = {"loss": loss_tracker.result(), **{m.name: m.result() for m in self.compiled_metrics}}
-                if bar is not None:
-                    bar.update(step + 1, logs, finalize=hi == n)
-        return logs
+                if bar is not None and (hi == n or bar.due()):
+                    bar.update(step + 1, self._logs(loss_tracker), finalize=hi == n)
+        return self._logs(loss_tracker)
 
     def evaluate(self, x=None, y=None, batch_size=32, verbose=1, return_dict=False):
         """Loss (and metrics) over (x, y) in inference mode: [loss, accuracy], or the loss alone
@@ -406,7 +508,8 @@ class Sequential:
         verbose = 1 if verbose == "auto" else verbose
         x, y = self._check_data("evaluate()", x, y)
         bar = Progbar(-(-len(x) // batch_size), verbose=verbose) if verbose else None
-        logs = self._evaluate_arrays(x, y, batch_size, bar)
+        batches = _Batches("Sequential.evaluate()", x, y, self.dtype, self._device)
+        logs = self._evaluate_batches(batches, len(x), batch_size, bar)
         if return_dict:
             return logs
         values = list(logs.values())
@@ -422,16 +525,23 @@ class Sequential:
         self._layers[0].check_input_shape((None,) + x.shape[1:])
         steps = -(-len(x) // batch_size)
         bar = Progbar(steps, verbose=verbose) if verbose else None
+        batches = _Batches("Sequential.predict()", x, None, self.dtype, self._device)
+        batches.start_epoch()
         outputs = []
+        on_cpu = self._device == _device.CPU
         with zg.no_grad():
             for step, lo in enumerate(range(0, len(x), batch_size)):
-                out = self._forward(x[lo:lo + batch_size].astype(self.dtype, copy=False), training=False)
-                outputs.append(np.array(out.data, copy=True))
+                xb, _ = batches.batch(lo, min(lo + batch_size, len(x)))
+                out = self._forward(xb, training=False)
+                outputs.append(np.array(out.data, copy=True) if on_cpu else out.data)
                 if bar is not None:
                     bar.update(step + 1, {}, finalize=step + 1 == steps)
         if not outputs:
             return np.zeros((0,) + tuple(self.output_shape[1:]), dtype=self.dtype)
-        return np.concatenate(outputs, axis=0)
+        if on_cpu:
+            return np.concatenate(outputs, axis=0)
+        # gathered on the device and copied back once: one wait for the GPU, not one per batch
+        return _device.to_host(_device.array_module(outputs[0]).concatenate(outputs, axis=0))
 
     # ---- saving ----
     def _named_weights(self):
@@ -444,7 +554,7 @@ class Sequential:
         if not self.built:
             raise ValueError(f"Sequential.save_weights(): model '{self.name}' has not been built yet; call it on "
                              "data or give the first layer input_shape=...")
-        arrays = {key: t.data for key, _, _, _, t in self._named_weights()}
+        arrays = {key: _device.to_host(t.data) for key, _, _, _, t in self._named_weights()}
         arrays["__format__"] = np.array(_FORMAT)
         arrays["__layers__"] = np.array([f"{l.name} ({type(l).__name__})" for l in self._layers])
         _atomic_save_npz(filepath, arrays)
@@ -478,4 +588,4 @@ class Sequential:
             raise ValueError(f"load_weights(): {filepath} holds weights the model does not have: {extra[0]} for "
                              f"{owner}{saved_as}; the model has {len(self._layers)} layers")
         for key, _, _, _, t in expected:
-            t.data[...] = stored[key]
+            t.data[...] = _device.like(stored[key], t.data, "load_weights()", key)

@@ -4,6 +4,11 @@
 sets the grads to None. State (moments) is kept per parameter object. All updates are
 vectorised and write through `out=` into a per-parameter scratch buffer, so a step allocates
 no arrays of the parameters' size.
+
+Devices: updates run where each parameter is, with its array module (NumPy or CuPy; Adam's
+fused kernel on either). State is made on the parameter's device; when a parameter has moved
+(model.to(...)) since the last step, its state is moved after it at the next step, moments
+kept. A gradient on another device than its parameter is a TypeError (host gradients are copied).
 """
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from numbers import Real
 
 import numpy as np
 
-from .. import kernels
+from .. import _device, kernels
+from .._device import array_module
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get", "KNOWN"]
 
@@ -36,7 +42,7 @@ class Optimizer:
         self.weight_decay = None if weight_decay is None else \
             _check(f"{type(self).__name__}()", "weight_decay", weight_decay)
         self.iterations = 0
-        self._state: dict[int, tuple] = {}   # id(param) -> (param, slots); holding param keeps the id unique
+        self._state: dict[int, tuple] = {}   # id(param) -> (param, slots, device); holding param keeps the id unique
 
     @property
     def learning_rate(self):
@@ -48,8 +54,13 @@ class Optimizer:
 
     def _slots_for(self, p):
         entry = self._state.get(id(p))
+        device = _device.CPU if type(p.data) is np.ndarray else _device.device_of(p.data)
         if entry is None or entry[0] is not p:
-            entry = (p, [np.zeros_like(p.data) for _ in range(self._num_slots)] + [np.empty_like(p.data)])
+            xp = array_module(p.data)
+            entry = (p, [xp.zeros_like(p.data) for _ in range(self._num_slots)] + [xp.empty_like(p.data)], device)
+            self._state[id(p)] = entry
+        elif entry[2] != device:    # the parameter moved: its state follows
+            entry = (p, [_device.move(s, device) for s in entry[1]], device)
             self._state[id(p)] = entry
         return entry[1]
 
@@ -60,7 +71,10 @@ class Optimizer:
             g = p.grad
             if g is None:
                 continue
-            g = np.asarray(g)
+            if not (type(g) is np.ndarray and type(p.data) is np.ndarray):
+                g = np.asarray(g) if _device.is_host(g) else g
+                if not (type(g) is np.ndarray and _device.is_host(p.data)):
+                    g = _device.like(g, p.data, f"{type(self).__name__}.step()", "grad", dtype=g.dtype)
             if g.shape != p.data.shape:
                 raise ValueError(f"{type(self).__name__}.step(): a parameter of shape {p.data.shape} has a "
                                  f"gradient of shape {g.shape}")
@@ -75,7 +89,7 @@ class Optimizer:
             if self.weight_decay:
                 # decoupled decay before the update, as Keras: p -= p * wd * lr
                 tmp = slots[-1]
-                np.multiply(p.data, self.weight_decay * lr, out=tmp)
+                array_module(tmp).multiply(p.data, self.weight_decay * lr, out=tmp)
                 p.data -= tmp
             self._update(p.data, g, slots, lr)
         self.iterations += 1
@@ -103,7 +117,8 @@ class SGD(Optimizer):
 
     def _update(self, p, g, slots, lr):
         tmp = slots[-1]
-        np.multiply(g, lr, out=tmp)
+        xp = array_module(tmp)
+        xp.multiply(g, lr, out=tmp)
         if not self.momentum:
             p -= tmp
             return
@@ -112,7 +127,7 @@ class SGD(Optimizer):
         m -= tmp
         if self.nesterov:
             p -= tmp
-            np.multiply(m, self.momentum, out=tmp)
+            xp.multiply(m, self.momentum, out=tmp)
             p += tmp
         else:
             p += m
@@ -170,22 +185,23 @@ class RMSprop(Optimizer):
 
     def _update(self, p, g, slots, lr):
         v, tmp = slots[0], slots[-1]
+        xp = array_module(tmp)
         v *= self.rho
-        np.square(g, out=tmp)
+        xp.square(g, out=tmp)
         tmp *= 1.0 - self.rho
         v += tmp
         if self.centered:
             avg = slots[-2]
             avg *= self.rho
-            np.multiply(g, 1.0 - self.rho, out=tmp)
+            xp.multiply(g, 1.0 - self.rho, out=tmp)
             avg += tmp
-            np.square(avg, out=tmp)
-            np.subtract(v, tmp, out=tmp)
+            xp.square(avg, out=tmp)
+            xp.subtract(v, tmp, out=tmp)
             tmp += self.epsilon
         else:
-            np.add(v, self.epsilon, out=tmp)
-        np.sqrt(tmp, out=tmp)
-        np.divide(g, tmp, out=tmp)
+            xp.add(v, self.epsilon, out=tmp)
+        xp.sqrt(tmp, out=tmp)
+        xp.divide(g, tmp, out=tmp)
         tmp *= lr
         if self.momentum > 0:
             m = slots[1]
