@@ -6,10 +6,15 @@ import sys
 
 
 def _info(args: argparse.Namespace) -> int:
-    """Print zengrad.info(), one key per line."""
+    """Print zengrad.info(), one key per line, then the devices (GPUs, or why none is usable)."""
     import zengrad
+    from zengrad import _device
 
     info = zengrad.info()
+    devices = _device.describe()
+    info = {**info, "devices": ["cpu"] + devices["cuda"]}
+    if devices["cuda_unavailable"]:
+        info["cuda"] = f"unavailable: {devices['cuda_unavailable'].split(': ', 1)[-1]}"
     width = max(map(len, info))
     for key, value in info.items():
         if isinstance(value, dict):
@@ -23,7 +28,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _add_info(commands) -> None:
-    parser = commands.add_parser("info", help="version, backends, SIMD level, threads")
+    parser = commands.add_parser("info", help="version, backends, SIMD level, threads, devices")
     parser.set_defaults(func=_info)
 
 

@@ -6,6 +6,11 @@ case is timed on every contender: the available backends (`zengrad.kernels.<kern
 GEMM plain `numpy.matmul`. Both `python -m zengrad bench` and the pytest-benchmark suites in
 bench/ are driven from here.
 
+`--device cuda` runs the same cases (plus `GPU_CASES`: 4096^3 GEMM in FP32, TF32 and BF16) on
+the GPU backend, with cuBLAS through CuPy as the GEMM contender at the same precision (see
+bench_cuda.py) and CUDA events for the clock; the NumPy reference then only checks the
+outputs (it runs on the CPU: timing it beside a GPU says nothing). Same table, same code.
+
 Measurement on a small shared machine: contenders run in interleaved rounds (A, B, C, A, B,
 C, ...), so each ratio is measured side by side; before each sample the bench sleeps
 `Settings.pause`, because OpenBLAS threads keep spinning ~0.1 s after a call and would steal
@@ -32,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 
 import zengrad as zg
-from zengrad import bench_peers, kernels
+from zengrad import _device, bench_peers, kernels
 
 REFERENCE = "reference"       # zengrad.kernels.reference.<kernel>: the baseline
 MATMUL = "numpy-matmul"       # op(a) @ op(b), for GEMM cases only
@@ -57,6 +62,7 @@ class Case:
     flops: int = 0
     elements: int = 0
     big: bool = False                  # left out by --quick
+    precision: str | None = None       # GEMM on the GPU: None (FP32), "tf32" or "bf16"
 
     def __str__(self) -> str:     # also the pytest id
         return self.name
@@ -82,13 +88,15 @@ def _dims(shape) -> str:
     return "x".join(map(str, shape))
 
 
-def _gemm(name, m, n, k, *, trans_a=False, trans_b=False, big=False) -> Case:
+def _gemm(name, m, n, k, *, trans_a=False, trans_b=False, big=False, precision=None) -> Case:
     """op(a) (m, k) @ op(b) (k, n); a stored (k, m) when trans_a, b stored (n, k) when trans_b."""
     a_shape = (k, m) if trans_a else (m, k)
     b_shape = (n, k) if trans_b else (k, n)
     shape = f"{_dims(a_shape)}{'^T' * trans_a} @ {_dims(b_shape)}{'^T' * trans_b}"
+    if precision:
+        shape += f", {precision}"
     return Case(name, "gemm", shape, (a_shape, b_shape), kwargs=dict(trans_a=trans_a, trans_b=trans_b),
-                flops=2 * m * n * k, big=big)
+                flops=2 * m * n * k, big=big, precision=precision)
 
 
 def _conv(family, x_shape, w_shape, padding, *, big=False) -> list[Case]:
@@ -137,17 +145,30 @@ CASES: list[Case] = [
     # seed-step, seed-epoch and the per-layer split of a step: see bench_training.py.
 ]
 
+# On the GPU, the kernel cases above and the GEMM of the bars: 4096^3 at each precision.
+GPU_CASES: list[Case] = CASES + [_gemm(f"gemm-square/4096{'-' + p if p else ''}", 4096, 4096, 4096, precision=p)
+                                 for p in (None, "tf32", "bf16")]
+
 TRAINING = "seed"  # --filter values that select the training benchmarks (seed-step, seed-epoch)
+DEVICES = ("cpu", "cuda")
+GPU_BACKENDS = ("cuda",)        # the kernel backends that run on the GPU
 
 
-def select(substring: str = "", *, quick: bool = False) -> list[Case]:
-    """The cases whose name contains `substring` (or whose kernel it names); --quick drops the big ones."""
-    return [c for c in CASES if (substring in c.name or substring == c.kernel) and not (quick and c.big)]
+def select(substring: str = "", *, quick: bool = False, device: str = "cpu") -> list[Case]:
+    """The cases whose name contains `substring` (or whose kernel it names); --quick drops the
+    big ones on the CPU (nothing here is big for a GPU)."""
+    cases = GPU_CASES if device == "cuda" else CASES
+    return [c for c in cases if (substring in c.name or substring == c.kernel)
+            and not (quick and c.big and device == "cpu")]
 
 
-def contenders(case: Case, backends, peers=()) -> list[str]:
+def contenders(case: Case, backends, peers=(), device: str = "cpu") -> list[str]:
     """Who runs `case`: each backend, the peers that do this kernel, numpy.matmul for GEMM, and
-    the reference last."""
+    the reference last. On the GPU: each (GPU) backend and, for GEMM, the cuBLAS contender of
+    the case's precision; the reference is then run for the check only (see measure_case)."""
+    if device == "cuda":
+        from zengrad import bench_cuda
+        return [*backends, *([bench_cuda.BY_PRECISION[case.precision]] if case.kernel == "gemm" else [])]
     peers = [p for p in peers if case.kernel in PEER_KERNELS]
     return [*backends, *peers, *([MATMUL] if case.kernel == "gemm" else []), REFERENCE]
 
@@ -168,22 +189,25 @@ def _nothing():
     pass
 
 
-def _device(backend: str):
-    """(to_device, sync, to_host) for a backend's arrays; CPU backends use NumPy arrays as they are."""
-    if backend != "cuda":
-        return (lambda a: a), _nothing, np.asarray
-    import cupy
-    return cupy.asarray, cupy.cuda.get_current_stream().synchronize, cupy.asnumpy
+def _host_clock(call, number: int, sync) -> float:
+    """Mean seconds per call of `number` back-to-back calls, by the host's clock."""
+    start = time.perf_counter()
+    for _ in range(number):
+        call()
+    sync()
+    return (time.perf_counter() - start) / number
 
 
 @dataclass
 class Runner:
-    """One contender ready to run one case: `call()` once, inside `scope()`, then `sync()`."""
+    """One contender ready to run one case: `call()` once, inside `scope()`, then `sync()`.
+    `clock(call, number)` times back-to-back calls (the host's clock, or CUDA events on a GPU)."""
     name: str
     call: Callable[[], Any]
     scope: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     sync: Callable[[], None] = _nothing
     to_host: Callable[[Any], np.ndarray] = np.asarray
+    clock: Callable[[Callable[[], Any], int], float] | None = None
 
     def run_once(self):
         """One finished call; its result as a NumPy array."""
@@ -199,18 +223,20 @@ class Runner:
 
     def seconds_per_call(self, number: int) -> float:
         """Mean seconds of `number` back-to-back calls."""
-        call = self.call
         with self.scope():
             self.sync()
-            start = time.perf_counter()
-            for _ in range(number):
-                call()
-            self.sync()
-            return (time.perf_counter() - start) / number
+            if self.clock is not None:
+                return self.clock(self.call, number)
+            return _host_clock(self.call, number, self.sync)
+
+
+def _on_gpu(contender: str) -> bool:
+    return contender in GPU_BACKENDS or contender.startswith(("cupy-", "cublas-"))
 
 
 def make_runner(case: Case, contender: str, args: tuple) -> Runner:
-    """A Runner for `contender` (a backend name, REFERENCE or MATMUL) on arguments `args`."""
+    """A Runner for `contender` (a backend name, REFERENCE, MATMUL or a cuBLAS contender) on
+    arguments `args` (host arrays; GPU contenders copy them to the device first)."""
     if contender == REFERENCE:
         fn = getattr(kernels.reference, case.kernel)
         return Runner(contender, lambda: fn(*args, **case.kwargs))
@@ -222,11 +248,17 @@ def make_runner(case: Case, contender: str, args: tuple) -> Runner:
         a = a.T if case.kwargs.get("trans_a") else a
         b = b.T if case.kwargs.get("trans_b") else b
         return Runner(contender, lambda: np.matmul(a, b))
-    to_device, sync, to_host = _device(contender)
-    args = tuple(to_device(a) if isinstance(a, np.ndarray) else a for a in args)
+    kwargs = dict(case.kwargs, **({"precision": case.precision} if case.precision else {}))
     fn = getattr(kernels, case.kernel)
-    return Runner(contender, lambda: fn(*args, **case.kwargs),
-                  scope=lambda: kernels.use_backend(contender), sync=sync, to_host=to_host)
+    if not _on_gpu(contender):
+        return Runner(contender, lambda: fn(*args, **kwargs), scope=lambda: kernels.use_backend(contender))
+    from zengrad import bench_cuda
+    gpu = dict(sync=bench_cuda.sync, to_host=bench_cuda.to_host, clock=bench_cuda.event_seconds)
+    if contender in bench_cuda.NAMES:
+        call, scope = bench_cuda.gemm_contender(contender, args, case.kwargs)
+        return Runner(contender, call, scope=scope, **gpu)
+    args = tuple(bench_cuda.to_device(a) for a in args)
+    return Runner(contender, lambda: fn(*args, **kwargs), scope=lambda: kernels.use_backend(contender), **gpu)
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -238,8 +270,13 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.max(np.abs(actual.astype(np.float64) - e), initial=0.0)) / rms
 
 
-def error_bound(dtype) -> float:
+_UNIT_ROUNDOFF = {"tf32": 2.0 ** -11, "bf16": 2.0 ** -8}   # of the GEMM's inputs at that precision
+
+
+def error_bound(dtype, precision: str | None = None) -> float:
     """Relative errors above this mean a broken kernel, not rounding (the tests are the fine check)."""
+    if precision in _UNIT_ROUNDOFF:
+        return 32 * _UNIT_ROUNDOFF[precision]
     return 8192 * float(np.finfo(dtype).eps)
 
 
@@ -257,6 +294,9 @@ class Settings:
 
 
 QUICK = Settings(min_time=0.05, rounds=3, case_budget=3.0)
+# A GPU has no BLAS threads to wait for between samples.
+GPU = dataclasses.replace(Settings(), pause=0.0)
+GPU_QUICK = dataclasses.replace(QUICK, pause=0.0)
 
 
 @dataclass
@@ -264,6 +304,7 @@ class Timing:
     """The samples (seconds per call) of one contender on one case."""
     case: Case
     contender: str
+    device: str = "cpu"
     number: int = 0                    # calls per sample
     samples: list[float] = field(default_factory=list)
     error: float | None = None         # relative error against the reference's output
@@ -300,11 +341,15 @@ def _gc_paused():
 
 
 def measure_case(case: Case, backends, dtype=np.float32, settings: Settings = Settings(),
-                 peers=()) -> list[Timing]:
-    """Run each contender once, check its output against the reference's, then time them all."""
+                 peers=(), device: str = "cpu") -> list[Timing]:
+    """Run each contender once, check its output against the reference's, then time them all.
+    When the reference is not a contender (on the GPU) it is run once, for the check only."""
     args = case.make_args(dtype)
-    timings = [Timing(case, name) for name in contenders(case, backends, peers)]
+    timings = [Timing(case, name, device) for name in contenders(case, backends, peers, device)]
     ready, outputs = [], {}
+    if not any(t.contender == REFERENCE for t in timings):
+        with contextlib.suppress(Exception):    # a reference that cannot run leaves the outputs unchecked
+            outputs[REFERENCE] = make_runner(case, REFERENCE, args).run_once()
     for timing in timings:
         try:
             runner = make_runner(case, timing.contender, args)
@@ -348,13 +393,13 @@ def _time_interleaved(ready: list[tuple[Runner, Timing, float]], settings: Setti
 
 
 def run_cases(cases, backends, dtype=np.float32, settings: Settings = Settings(), progress=None,
-              peers=()) -> list[Timing]:
+              peers=(), device: str = "cpu") -> list[Timing]:
     """measure_case for each case in turn; `progress(i, n, case)` is told before each."""
     timings = []
     for i, case in enumerate(cases, 1):
         if progress:
             progress(i, len(cases), case)
-        timings += measure_case(case, backends, dtype, settings, peers)
+        timings += measure_case(case, backends, dtype, settings, peers, device)
     return timings
 
 
@@ -370,7 +415,8 @@ def environment(dtype=np.float32) -> dict:
                 "info_error": f"{type(exc).__name__}: {exc}"}
     return {"zengrad": info, "numpy": np.__version__, "blas": _blas_info(), "cpu": _cpu_name(),
             "python": platform.python_version(), "platform": platform.platform(),
-            "dtype": np.dtype(dtype).name, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "dtype": np.dtype(dtype).name, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "devices": _device.describe() if "cupy" in sys.modules or _device._gpu is not None else None}
 
 
 def _blas_info() -> list[dict] | None:
@@ -406,19 +452,28 @@ def header_lines(env: dict) -> list[str]:
     ]
     if "info_error" in info:
         lines.append(f"(zg.info() failed: {info['info_error']})")
+    devices = env.get("devices")
+    if devices and devices["cuda"]:
+        cp = sys.modules.get("cupy")
+        lines.append("gpu " + "; ".join(devices["cuda"]) + (f"  cupy {cp.__version__}" if cp else ""))
     return lines
+
+
+MATMUL_NAMES = (MATMUL, "cupy-matmul", "cublas-tf32", "cublas-bf16")   # the "vs matmul" baselines
 
 
 def summarise(timings: list[Timing], itemsize: int) -> list[dict]:
     """One record per timing: the case, the samples, the median, the rate and the ratios."""
-    medians = {(t.case.name, t.contender): t.median for t in timings}
+    medians = {(t.device, t.case.name, t.contender): t.median for t in timings}
     records = []
     for t in timings:
         median = t.median if t.samples else None
         rate, unit = t.case.rate(median, itemsize) if median else (None, None)
-        ref = medians.get((t.case.name, REFERENCE), math.nan)
-        matmul = medians.get((t.case.name, MATMUL), math.nan)
+        ref = medians.get((t.device, t.case.name, REFERENCE), math.nan)
+        matmul = next((medians[(t.device, t.case.name, m)] for m in MATMUL_NAMES
+                       if (t.device, t.case.name, m) in medians), math.nan)
         records.append({
+            "device": t.device, "precision": t.case.precision,
             "case": t.case.name, "family": t.case.family, "kernel": t.case.kernel, "shape": t.case.shape,
             "array_shapes": [list(s) for s in t.case.array_shapes], "kwargs": t.case.kwargs,
             "flops": t.case.flops or None, "bytes": t.case.elements * itemsize or None,
@@ -448,7 +503,12 @@ def _check_text(rec: dict, bound: float) -> str:
         return "FAILED " + rec["failure"][:60]
     if rec["error"] is None:
         return ""
-    return "ok" if rec["error"] <= bound else f"WRONG (rel. error {rec['error']:.1e})"
+    return "ok" if rec["error"] <= _bound(rec, bound) else f"WRONG (rel. error {rec['error']:.1e})"
+
+
+def _bound(rec: dict, bound: float) -> float:
+    """The error bound of a record: `bound` (its dtype's), or its GEMM precision's when lower."""
+    return error_bound(np.float32, rec.get("precision")) if rec.get("precision") else bound
 
 
 def _cells(rec: dict, first: bool, bound: float) -> list[str]:
@@ -467,10 +527,10 @@ def _cells(rec: dict, first: bool, bound: float) -> list[str]:
 
 
 def table_rows(records: list[dict], bound: float) -> list[list[list[str]]]:
-    """The table's rows, grouped by case; kernel, case and shape only on a case's first row."""
-    groups: dict[str, list[dict]] = {}
+    """The table's rows, grouped by (device, case); kernel, case and shape only on a group's first row."""
+    groups: dict[tuple, list[dict]] = {}
     for rec in records:
-        groups.setdefault(rec["case"], []).append(rec)
+        groups.setdefault((rec.get("device", "cpu"), rec["case"]), []).append(rec)
     return [[_cells(rec, i == 0, bound) for i, rec in enumerate(group)] for group in groups.values()]
 
 
@@ -509,9 +569,12 @@ def _print_plain(groups, file) -> None:
             print(line(row).rstrip(), file=file)
 
 
-def write_json(path: str, env: dict, settings: Settings, records: list[dict]) -> None:
-    """All the samples, for later comparison; written to a temporary file, then renamed."""
-    data = {"environment": env, "settings": dataclasses.asdict(settings), "results": records}
+def write_json(path: str, env: dict, settings, records: list[dict]) -> None:
+    """All the samples, for later comparison; written to a temporary file, then renamed.
+    `settings`: the Settings, or a dict of them by device."""
+    settings = ({d: dataclasses.asdict(s) for d, s in settings.items()} if isinstance(settings, dict)
+                else dataclasses.asdict(settings))
+    data = {"environment": env, "settings": settings, "results": records}
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(data, f, indent=1, default=str)
@@ -547,11 +610,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _device_list(text: str) -> list[str]:
+    names = {n.strip().lower() for n in text.split(",") if n.strip()}
+    if not names or not names <= set(DEVICES):
+        raise argparse.ArgumentTypeError(f"must name devices among {', '.join(DEVICES)} (e.g. cuda or cpu,cuda), "
+                                         f"got {text!r}")
+    return [d for d in DEVICES if d in names]   # the CPU first: the GPU's epoch is compared with it
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The bench's options, on a parser of its own or on `python -m zengrad bench`."""
+    parser.add_argument("--device", type=_device_list, default=["cpu"], metavar="DEVICES",
+                        help="cpu (default), cuda, or cpu,cuda: where the kernels and the seed CNN run; "
+                             "with both, seed-epoch also gives the GPU's speed-up over the CPU")
     parser.add_argument("--backends", type=_backend_list, default=None, metavar="NAMES",
-                        help="comma-separated backends to time (default: every available one); "
-                             "the NumPy reference is always timed as the baseline")
+                        help="comma-separated backends to time (default: every available one of the device); "
+                             "on the CPU the NumPy reference is always timed as the baseline")
     parser.add_argument("--threads", type=_positive_int, metavar="N", help="zengrad's kernel threads")
     parser.add_argument("--blas-threads", type=_positive_int, metavar="N",
                         help="also limit NumPy's BLAS to N threads (needs threadpoolctl)")
@@ -559,25 +633,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--filter", default="", metavar="SUBSTRING",
                         help="only the cases whose name contains SUBSTRING (e.g. conv1, pool, /fwd, dense), "
                              "or whose kernel it names (e.g. max_pool2d)")
-    parser.add_argument("--quick", action="store_true", help="fewer samples, no 2048 GEMM")
+    parser.add_argument("--quick", action="store_true", help="fewer samples, no 2048 GEMM on the CPU")
     parser.add_argument("--json", metavar="PATH", help="write every sample to PATH as JSON")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--peers", type=_peer_list, default=(), metavar="NAMES",
-                        help="also time other libraries side by side: torch (PyTorch CPU, channels_last)")
+                        help="also time other libraries side by side on the CPU: torch (PyTorch CPU, channels_last)")
+
+
+def backends_of(device: str, backends) -> list[str]:
+    """The backends among `backends` that run on `device`."""
+    return [b for b in backends if (b in GPU_BACKENDS) == (device == "cuda")]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the bench the parsed options ask for; 1 when a contender failed or computed wrongly."""
-    cases = select(args.filter, quick=args.quick)
+    """Run the bench the parsed options ask for; 1 when a contender failed or computed wrongly,
+    2 when nothing can run (no case matches, or --device cuda without a usable GPU)."""
+    devices = getattr(args, "device", None) or ["cpu"]
+    plan = [(device, select(args.filter, quick=args.quick, device=device)) for device in devices]
+    cases_total = sum(len(cases) for _, cases in plan)
     training = TRAINING.startswith(args.filter) or args.filter.startswith(TRAINING)
-    if args.list or not (cases or training):
-        for case in cases:
-            print(f"{case.name:24} {case.kernel:24} {case.shape}")
+    if args.list or not (cases_total or training):
+        for device, cases in plan:
+            for case in cases:
+                print(f"{case.name:24} {case.kernel:24} {case.shape}" + ("" if devices == ["cpu"] else f"  [{device}]"))
         if training:
             print(f"{'seed-step, seed-epoch':24} {'training':24} the seed CNN at batch 32, and its layer split")
-        if not (cases or training):
+        if not (cases_total or training):
             print(f"no case matches {args.filter!r}", file=sys.stderr)
-        return 0 if cases or training else 2
+        return 0 if cases_total or training else 2
+    if "cuda" in devices:
+        reason = _device.cuda_unavailable_reason()
+        if reason is not None:
+            print(f"bench: --device cuda: {reason}", file=sys.stderr)
+            return 2
     if args.threads:
         zg.set_num_threads(args.threads)
     backends = args.backends if args.backends is not None else kernels.available_backends()
@@ -585,27 +673,37 @@ def run(args: argparse.Namespace) -> int:
         print("note: numba and the peers each bring an OpenMP runtime, which compete for the cores in one "
               "process (PyTorch's epoch ran 2x slower so); for fair ratios, time them in separate runs",
               file=sys.stderr)
+    for device in devices:
+        if not backends_of(device, backends):
+            print(f"note: no {device} backend among {', '.join(backends)}: nothing of zengrad's to time there",
+                  file=sys.stderr)
     dtype = np.dtype(args.dtype)
-    settings = QUICK if args.quick else Settings()
+    settings = {d: (GPU_QUICK if args.quick else GPU) if d == "cuda" else (QUICK if args.quick else Settings())
+                for d in devices}
+    timings = []
     with _blas_limit(args.blas_threads):
         env = environment(dtype)
         print("\n".join(header_lines(env)), flush=True)
         start = time.perf_counter()
-        timings = run_cases(cases, backends, dtype, settings, progress=_progress, peers=args.peers)
+        for device, cases in plan:
+            timings += run_cases(cases, backends_of(device, backends), dtype, settings[device], progress=_progress,
+                                 peers=args.peers if device == "cpu" else (), device=device)
         if training:
             from zengrad import bench_training
-            bench_training.run(backends, quick=args.quick, peers=args.peers)
-        if not cases:
+            bench_training.run(backends, quick=args.quick, peers=args.peers, devices=devices)
+        if not cases_total:
             return 0
     records = summarise(timings, dtype.itemsize)
     bound = error_bound(dtype)
     print_table(table_rows(records, bound))
-    print(f"{len(cases)} cases in {time.perf_counter() - start:.0f} s; median of interleaved samples; "
-          f"± is half the range of the samples; vs ref = reference time / this time")
+    print(f"{cases_total} cases in {time.perf_counter() - start:.0f} s; median of interleaved samples; "
+          f"± is half the range of the samples; vs ref = reference time / this time"
+          + ("; on the GPU: CUDA-event times, the reference (on the CPU) only checks the output, and vs matmul "
+             "is cuBLAS (via CuPy) at the row's precision / this time" if "cuda" in devices else ""))
     if args.json:
         write_json(args.json, env, settings, records)
         print(f"samples written to {args.json}")
-    bad = [r for r in records if r["failure"] or (r["error"] or 0) > bound]
+    bad = [r for r in records if r["failure"] or (r["error"] or 0) > _bound(r, bound)]
     return 1 if bad else 0
 
 

@@ -5,6 +5,12 @@ seed-epoch  one epoch over the 60,000 Fashion-MNIST training images at batch 32 
             full data set: see zengrad.datasets), per backend;
 layers      one step taken apart: each layer's forward and backward, the loss, the optimizer,
             and what is left (Python and the graph), so that performance work knows where to look.
+
+On a GPU (`devices` with "cuda"): seed-step is the time per step of steps queued back to back
+(the batch already on the device, one synchronisation per sample of steps), as in fit, which
+never waits for the GPU within an epoch; seed-epoch is a whole `fit` on the GPU model, the copy
+of the data to the device included. When the CPU epoch was measured in the same run, the GPU's
+speed-up over it is printed. The layer split is for the CPU only.
 """
 from __future__ import annotations
 
@@ -14,17 +20,17 @@ import time
 import numpy as np
 
 import zengrad as zg
+from zengrad import _device, kernels
 from zengrad import functional as F
-from zengrad import kernels
 
 BATCH = 32
 
 
-def _model_and_batch(seed: int = 0):
+def _model_and_batch(seed: int = 0, device: str = "cpu"):
     from zengrad.demo import seed_cnn
 
     zg.manual_seed(seed)
-    model = seed_cnn()
+    model = seed_cnn().to(device)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     rng = np.random.default_rng(seed)
     x = rng.random((BATCH, 28, 28, 1), dtype=np.float32)
@@ -42,24 +48,40 @@ def _median_ms(fn, repeats: int) -> float:
     return 1e3 * statistics.median(samples)
 
 
-def seed_step_ms(backend: str, repeats: int = 50) -> float:
-    """Median milliseconds of one full training step of the seed CNN on `backend`."""
-    with kernels.use_backend(backend):
-        model, x, y = _model_and_batch()
-        return _median_ms(lambda: model.train_on_batch(x, y), repeats)
-
-
-def seed_epoch_s(backend: str) -> float | None:
-    """Seconds for one epoch over the full Fashion-MNIST training set; None without the data."""
-    try:
-        (x, y), _ = zg.datasets.fashion_mnist.load_data()
-    except OSError:
-        return None
-    x = x.reshape(-1, 28, 28, 1) * np.float32(1 / 255)
-    with kernels.use_backend(backend):
-        model, _, _ = _model_and_batch()
+def _queued_ms(step, sync, repeats: int, per_sample: int = 10) -> float:
+    """Median milliseconds per step of `per_sample` steps queued back to back, then one sync."""
+    step()
+    sync()
+    samples = []
+    for _ in range(repeats):
         start = time.perf_counter()
-        model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)
+        for _ in range(per_sample):
+            step()
+        sync()
+        samples.append((time.perf_counter() - start) / per_sample)
+    return 1e3 * statistics.median(samples)
+
+
+def seed_step_ms(backend: str, repeats: int = 50, device: str = "cpu") -> float:
+    """Median milliseconds of one full training step of the seed CNN on `backend` (on `device`)."""
+    with kernels.use_backend(backend):
+        model, x, y = _model_and_batch(device=device)
+        if device == "cpu":
+            return _median_ms(lambda: model.train_on_batch(x, y), repeats)
+        xb, yb = _device.move(x, device), _device.move(y, device)
+        return _queued_ms(lambda: model._train_step(xb, yb), lambda: _device.synchronize(device), repeats)
+
+
+def seed_epoch_s(backend: str, device: str = "cpu") -> float | None:
+    """Seconds for one epoch over the full Fashion-MNIST training set; None without the data."""
+    data = _full_data()
+    if data is None:
+        return None
+    x, y = data
+    with kernels.use_backend(backend):
+        model, _, _ = _model_and_batch(device=device)
+        start = time.perf_counter()
+        model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)   # ends reading the loss: the GPU is done
         return time.perf_counter() - start
 
 
@@ -105,29 +127,55 @@ def _full_data():
     return x.reshape(-1, 28, 28, 1) * np.float32(1 / 255), y.astype(np.int64)
 
 
-def run(backends, *, quick: bool = False, peers=()) -> None:
-    """Print seed-step (and, unless quick, seed-epoch) per backend and peer, and the layer split."""
+def run(backends, *, quick: bool = False, peers=(), devices=("cpu",)) -> None:
+    """Print seed-step (and, unless quick, seed-epoch) per backend and peer on each device, and
+    the layer split of a CPU step."""
     from zengrad import bench_peers
+    from zengrad.bench import backends_of
 
     print("\nseed CNN training, batch 32")
-    steps = {b: seed_step_ms(b, repeats=20 if quick else 50) for b in backends}
-    peer_steps = {p: bench_peers.seed_step_ms(repeats=20 if quick else 50) for p in peers}
-    for name, ms in {**steps, **peer_steps}.items():
-        print(f"  seed-step   {name:8} {ms:8.2f} ms per step ({1875 * ms / 1e3:6.1f} s per 60,000 images)")
+    repeats = 20 if quick else 50
     data = None if quick else _full_data()
-    if data is not None:
-        for backend in backends:
-            if backend == "numpy":  # minutes per epoch: left out
+    epochs: dict[tuple[str, str], float] = {}
+    steps = {}
+    for device in devices:
+        where = _device.resolve("bench", device)    # "cuda" -> the current GPU, "cuda:N"
+        on = {b: where for b in backends_of(device, backends)}
+        for b in on:
+            steps[b] = seed_step_ms(b, repeats=repeats, device=where)
+            label = f"{b} ({where})" if device == "cuda" else b
+            ms = steps[b]
+            print(f"  seed-step   {label:8} {ms:8.2f} ms per step ({1875 * ms / 1e3:6.1f} s per 60,000 images)")
+        if device == "cpu":
+            for p in peers:
+                ms = bench_peers.seed_step_ms(repeats=repeats)
+                print(f"  seed-step   {p:8} {ms:8.2f} ms per step ({1875 * ms / 1e3:6.1f} s per 60,000 images)")
+        if data is None:
+            continue
+        for b in on:
+            if b == "numpy":  # minutes per epoch: left out
                 continue
             time.sleep(0.2)
-            print(f"  seed-epoch  {backend:8} {seed_epoch_s(backend):8.2f} s")
-        for peer in peers:
-            time.sleep(0.2)
-            print(f"  seed-epoch  {peer:8} {bench_peers.seed_epoch_s(*data):8.2f} s")
-    elif not quick:
+            epochs[(device, b)] = seconds = seed_epoch_s(b, device=where)
+            label = f"{b} ({where})" if device == "cuda" else b
+            cpu = {k[1]: v for k, v in epochs.items() if k[0] == "cpu"}
+            vs = ""
+            if device == "cuda" and cpu:
+                fastest = min(cpu, key=cpu.get)
+                vs = f"  ({cpu[fastest] / seconds:.1f}x faster than the CPU epoch on {fastest}, {cpu[fastest]:.2f} s)"
+            print(f"  seed-epoch  {label:8} {seconds:8.2f} s{vs}")
+        if device == "cpu":
+            for peer in peers:
+                time.sleep(0.2)
+                print(f"  seed-epoch  {peer:8} {bench_peers.seed_epoch_s(*data):8.2f} s")
+    if data is None and not quick:
         print("  seed-epoch  - (the full Fashion-MNIST was not found: see zengrad.datasets)")
+    if "cpu" not in devices:
+        return
 
     current = kernels.get_backend()
+    if current not in backends_of("cpu", [current]):
+        return
     rows = layer_split(repeats=10 if quick else 30)
     total = sum(f + b for _, f, b in rows)
     step = steps.get(current) or seed_step_ms(current)

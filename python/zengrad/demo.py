@@ -2,6 +2,7 @@
 
 By default on the Fashion-MNIST subset that ships inside the package (6,000 training and
 1,000 test images), for one epoch, so that it runs anywhere, offline, in well under a minute.
+`--device cuda` trains on the GPU (the model moved there with model.to("cuda")).
 """
 from __future__ import annotations
 
@@ -55,8 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="embedded: the Fashion-MNIST subset inside the package (default)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu",
+                        help="where to train: cpu (default), cuda (the current GPU) or cuda:N")
     parser.add_argument("--backend", choices=zg.kernels.available_backends(), default=None,
-                        help="kernel backend (default: the automatic choice)")
+                        help="CPU kernel backend (default: the automatic choice)")
     parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: all usable cores)")
     parser.add_argument("--seed", type=int, default=0, help="seed for initialisation and shuffling")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
@@ -65,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.epochs < 1 or args.batch_size < 1:
         raise SystemExit("demo: --epochs and --batch-size must be at least 1")
+    try:
+        device = zg._device.resolve("demo", args.device)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise SystemExit(f"demo: --device {args.device}: {str(exc).split(': ', 1)[-1]}") from None
     if args.threads is not None:
         zg.set_num_threads(args.threads)
     if args.backend is not None:
@@ -72,10 +79,11 @@ def run(args: argparse.Namespace) -> int:
     zg.manual_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = load(args.dataset)
     info = zg.info()
-    print(f"zengrad {info['version']}: backend {info['backend']}, SIMD {info['simd']}, "
-          f"{info['num_threads']} threads; {args.dataset}: {len(x_train)} training, {len(x_test)} test images")
+    where = (f"backend {info['backend']}, SIMD {info['simd']}, {info['num_threads']} threads" if device == "cpu"
+             else f"device {device} ({zg._device.describe()['cuda'][int(device[5:])].split(' ', 1)[1]})")
+    print(f"zengrad {info['version']}: {where}; {args.dataset}: {len(x_train)} training, {len(x_test)} test images")
 
-    model = seed_cnn()
+    model = seed_cnn().to(device)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if args.verbose:
         model.summary()
