@@ -72,6 +72,26 @@ def test_adam_update(backend, rng, dtype, shape):
     assert not np.array_equal(param, rng.standard_normal(shape))  # it moved
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_update_stores_tiny_moments_as_zero(backend, dtype):
+    """Moments that decay below the smallest normal number are stored as 0, as the reference
+    does: denormals would make every later step take the FPU's slow path, and are far below
+    what epsilon lets reach the update. Normal moments, zeros and NaN are left alone."""
+    tiny = np.finfo(dtype).tiny
+    m = np.array([tiny * 1.05, -tiny * 1.05, tiny * 1.05, 0.5, 0.0, np.nan, tiny * 1.05], dtype)
+    v = np.array([tiny * 1.0005, tiny * 1.0005, 0.25, 0.25, 0.0, 0.25, np.nan], dtype)
+    grad = np.zeros_like(m)
+    param = np.ones_like(m)
+    refs = [a.copy() for a in (param, grad, m, v)]
+    zg.kernels.adam_update(param, grad, m, v, alpha=1e-3)   # m *= 0.9 and v *= 0.999: below tiny
+    R.adam_update(*refs, alpha=1e-3)
+    expected_m = np.array([0, 0, 0, 0.45, 0, np.nan, 0], dtype)
+    np.testing.assert_array_equal(m, expected_m)
+    np.testing.assert_array_equal(refs[2], expected_m)
+    assert v[0] == 0 and v[1] == 0 and v[2] > 0 and np.isnan(v[6]) and np.isnan(refs[3][6])
+    np.testing.assert_allclose(param, refs[0], rtol=1e-6)
+
+
 def test_adam_update_errors(backend):
     p, g = np.zeros(4, np.float32), np.ones(4, np.float32)
     m, v = np.zeros(4, np.float32), np.zeros(4, np.float32)

@@ -128,6 +128,8 @@ PYBIND11_MODULE(_cpu, m) {
   m.doc() = "zengrad's compiled CPU kernels (call them through zengrad.kernels)";
   m.def("set_num_threads", &zg::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &zg::num_threads);
+  m.def("set_flush_denormals", &zg::set_flush_denormals, py::arg("on"));
+  m.def("get_flush_denormals", &zg::flush_denormals);
   m.def("simd_level", [] { return std::string(zg::simd_name(zg::simd_level())); });
   m.def("supported_simd_levels", [] {
     std::vector<std::string> names;

@@ -1,6 +1,7 @@
 #include "elementwise.h"
 
 #include <cmath>
+#include <limits>
 
 #include "cpu_features.h"
 #include "threading.h"
@@ -22,9 +23,12 @@ ZG_MULTIVERSION void relu_backward_range(const T* __restrict dy, const T* __rest
 
 template <class T>
 ZG_MULTIVERSION void adam_range(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v, long n, T alpha, T keep_1, T keep_2, T epsilon) {
+  const T tiny = std::numeric_limits<T>::min();
   for (long i = 0; i < n; ++i) {
-    m[i] += (g[i] - m[i]) * keep_1;
-    v[i] += (g[i] * g[i] - v[i]) * keep_2;
+    const T mi = m[i] + (g[i] - m[i]) * keep_1;
+    const T vi = v[i] + (g[i] * g[i] - v[i]) * keep_2;
+    m[i] = std::abs(mi) < tiny ? T(0) : mi;
+    v[i] = std::abs(vi) < tiny ? T(0) : vi;
     p[i] -= alpha * m[i] / (std::sqrt(v[i]) + epsilon);
   }
 }

@@ -10,8 +10,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define ZG_PAUSE() _mm_pause()
+#define ZG_HAS_MXCSR 1
 #else
 #define ZG_PAUSE() ((void)0)
+#define ZG_HAS_MXCSR 0
 #endif
 
 namespace zg {
@@ -37,6 +39,28 @@ bool spin_until(Done done, std::chrono::microseconds limit) {
 }
 
 thread_local bool t_inside_region = false;
+
+// The SSE/AVX control register, which decides how the FPU treats denormals: workers run each
+// region in their caller's mode, so a kernel computes alike on every thread.
+unsigned fp_mode() {
+#if ZG_HAS_MXCSR
+  return _mm_getcsr();
+#else
+  return 0;
+#endif
+}
+
+void set_fp_mode(unsigned mode) {
+#if ZG_HAS_MXCSR
+  if (_mm_getcsr() != mode) _mm_setcsr(mode);
+#else
+  (void)mode;
+#endif
+}
+
+// Flush-to-zero (denormal results become 0) and denormals-are-zero (denormal inputs read as 0).
+constexpr unsigned kFlushDenormals = 0x8040;
+std::atomic<bool> g_flush_denormals{false};
 
 class Pool {
  public:
@@ -66,6 +90,7 @@ class Pool {
       std::lock_guard<std::mutex> lock(mutex_);
       job_ = &fn;
       team_ = team;
+      mode_ = fp_mode();
       pending_.store(team - 1, std::memory_order_relaxed);
       generation_.fetch_add(1, std::memory_order_release);
     }
@@ -101,6 +126,7 @@ class Pool {
       }
       const std::function<void(int, int)>* job;
       int team;
+      unsigned mode;
       bool stopping;
       {
         // Read the generation with its job: a newer region may already have replaced `now`'s.
@@ -108,10 +134,12 @@ class Pool {
         seen = generation_.load(std::memory_order_relaxed);
         job = job_;
         team = team_;
+        mode = mode_;
         stopping = stopping_;
       }
       if (stopping) return;
       if (tid < team) {
+        set_fp_mode(mode);
         (*job)(tid, team);
         pending_.fetch_sub(1, std::memory_order_acq_rel);
       }
@@ -124,6 +152,7 @@ class Pool {
   std::vector<std::thread> threads_;
   const std::function<void(int, int)>* job_ = nullptr;
   int team_ = 1;
+  unsigned mode_ = 0;
   bool stopping_ = false;
   std::atomic<unsigned> generation_{0};
   std::atomic<int> pending_{0};
@@ -146,9 +175,23 @@ void set_num_threads(int n) {
 
 int num_threads() { return g_num_threads.load(); }
 
+void set_flush_denormals(bool on) { g_flush_denormals.store(on); }
+bool flush_denormals() { return g_flush_denormals.load(); }
+
 void parallel(int max_team, const std::function<void(int, int)>& fn) {
   int team = std::min(max_team, num_threads());
-  if (team <= 1 || t_inside_region || !pool().try_run(team, fn)) fn(0, 1);
+  if (t_inside_region) return fn(0, 1);
+  // A top-level region (a kernel) runs in the denormal mode asked for, and leaves the caller's
+  // mode as it found it (NumPy code on this thread is never affected).
+  const unsigned caller_mode = fp_mode();
+  const bool flush = g_flush_denormals.load(std::memory_order_relaxed);
+  if (flush) set_fp_mode(caller_mode | kFlushDenormals);
+  if (team <= 1 || !pool().try_run(team, fn)) {
+    t_inside_region = true;
+    fn(0, 1);
+    t_inside_region = false;
+  }
+  if (flush) set_fp_mode(caller_mode);
 }
 
 void parallel_for(long n, long grain, const std::function<void(long, long)>& fn) {

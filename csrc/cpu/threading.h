@@ -17,6 +17,12 @@ namespace zg {
 void set_num_threads(int n);  // n >= 1; the pool grows or shrinks to n - 1 workers
 int num_threads();
 
+// When on, kernels (every region opened by `parallel`) run with denormals flushed to zero,
+// inputs and results (x86 FTZ + DAZ): arithmetic on denormals otherwise takes a slow microcode
+// path, ~100 cycles an operation. Off by default: results then match IEEE (and NumPy) exactly.
+void set_flush_denormals(bool on);
+bool flush_denormals();
+
 // Runs fn(tid, team) once on each thread of a team of at most `max_team` threads; tid 0 is
 // the caller. The team is smaller when the pool is busy with another caller (another Python
 // thread) or when called from inside a region: then fn(0, 1) runs on the caller alone.

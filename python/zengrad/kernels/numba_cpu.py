@@ -665,9 +665,12 @@ def adam_update(p, g, m, v, alpha, beta_1, beta_2, epsilon):
     """One Adam step in place (Keras' form; see zengrad.kernels.adam_update)."""
     one = np.ones(1, p.dtype)[0]
     a, b1, b2, eps = alpha * one, (1.0 - beta_1) * one, (1.0 - beta_2) * one, epsilon * one  # 1 - beta in double
+    tiny = np.finfo(p.dtype).tiny  # moments below the smallest normal number are stored as 0
     chunks = (p.size + GRAIN - 1) // GRAIN
     for q in prange(chunks):
         for i in range(q * GRAIN, min((q + 1) * GRAIN, p.size)):
-            m[i] += (g[i] - m[i]) * b1
-            v[i] += (g[i] * g[i] - v[i]) * b2
+            mi = m[i] + (g[i] - m[i]) * b1
+            vi = v[i] + (g[i] * g[i] - v[i]) * b2
+            m[i] = mi if abs(mi) >= tiny or mi != mi else 0
+            v[i] = vi if abs(vi) >= tiny or vi != vi else 0
             p[i] -= a * m[i] / (np.sqrt(v[i]) + eps)

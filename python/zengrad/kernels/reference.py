@@ -56,6 +56,9 @@ def _compute_adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
     t = param.dtype.type
     m += (grad - m) * t(1 - beta_1)
     v += (grad * grad - v) * t(1 - beta_2)
+    tiny = np.finfo(param.dtype).tiny  # moments below the smallest normal number are stored as 0
+    m[np.abs(m) < tiny] = 0
+    v[np.abs(v) < tiny] = 0
     param -= t(alpha) * m / (np.sqrt(v) + t(epsilon))
 
 
