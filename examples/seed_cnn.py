@@ -4,7 +4,7 @@ Conv2D(32) -> MaxPool -> Conv2D(64) -> MaxPool -> Flatten -> Dense(128) -> Dense
 trained with Adam for 5 epochs at batch 32, then evaluated. The original's output layer
 (Dense(1, sigmoid) with binary cross-entropy on ten classes) is fixed to a 10-way softmax.
 
-    python examples/seed_cnn.py [mnist|fashion_mnist]
+    python examples/seed_cnn.py [mnist|fashion_mnist] [cpu|cuda]
 
 `python -m zengrad demo` runs the same model (on the embedded subset by default).
 """
@@ -22,6 +22,7 @@ model = zg.Sequential([
     zg.layers.Dense(10, activation="softmax"),
 ])
 
+model.to(sys.argv[2] if len(sys.argv) > 2 else "cpu")   # "cuda": the weights, and each batch, on the GPU
 model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 dataset = getattr(zg.datasets, sys.argv[1] if len(sys.argv) > 1 else "fashion_mnist")

@@ -12,9 +12,8 @@ def _info(args: argparse.Namespace) -> int:
 
     info = zengrad.info()
     devices = _device.describe()
-    info = {**info, "devices": ["cpu"] + devices["cuda"]}
-    if devices["cuda_unavailable"]:
-        info["cuda"] = f"unavailable: {devices['cuda_unavailable'].split(': ', 1)[-1]}"
+    why = devices["cuda_unavailable"]
+    info["devices"] = ["cpu"] + devices["cuda"] + ([f"(no GPU: {why.split(': ', 1)[-1]})"] if why else [])
     width = max(map(len, info))
     for key, value in info.items():
         if isinstance(value, dict):

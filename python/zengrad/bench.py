@@ -151,7 +151,7 @@ GPU_CASES: list[Case] = CASES + [_gemm(f"gemm-square/4096{'-' + p if p else ''}"
 
 TRAINING = "seed"  # --filter values that select the training benchmarks (seed-step, seed-epoch)
 DEVICES = ("cpu", "cuda")
-GPU_BACKENDS = ("cuda",)        # the kernel backends that run on the GPU
+GPU_BACKENDS = getattr(kernels._backends, "GPU_BACKENDS", ("cuda",))   # the kernel backends that run on a GPU
 
 
 def select(substring: str = "", *, quick: bool = False, device: str = "cpu") -> list[Case]:

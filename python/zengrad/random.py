@@ -44,7 +44,7 @@ def _device_generator(xp, index: int):
     gen = _device_generators.get(index)
     if gen is None:
         entropy = [_seed, index] if _seed is not None else None
-        state = np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]
+        state = np.random.SeedSequence(entropy).generate_state(1, np.uint32)[0]   # any seed CuPy takes
         with xp.cuda.Device(index):
             gen = xp.random.default_rng(int(state))
         _device_generators[index] = gen
