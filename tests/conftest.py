@@ -1,7 +1,11 @@
 """Fixtures shared by the whole suite.
 
-`backend`: every test that takes it runs once per available backend (inside
-`zg.kernels.use_backend(name)`), so a new backend adds test cases, not test code.
+`backend`: every test that takes it runs once per available CPU backend (inside
+`zg.kernels.use_backend(name)`), so a new backend adds test cases, not test code. (Those tests
+pass NumPy arrays, which never run on the GPU backend; tests/test_cuda_kernels.py holds the
+GPU's.)
+  - `@pytest.mark.cuda` (on a test or module): needs a usable "cuda" backend (a GPU, its driver,
+    CuPy and zengrad._cuda); skipped, with the reason, everywhere else.
   - `@pytest.mark.all_simd` (on a test or module): on the "cpp" backend, one case per SIMD
     level of `zengrad._cpu.supported_simd_levels()`, the level switched for the test and
     restored afterwards.
@@ -47,17 +51,20 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 
 def _backends() -> list[str]:
+    """The CPU backends the `backend` fixture runs on (a "cuda" in ZENGRAD_TEST_BACKENDS only
+    demands that the GPU backend be available: its tests are the `cuda`-marked ones)."""
     available = zg.kernels.available_backends()
+    cpu = zg.kernels._backends.CPU_BACKENDS
     wanted = os.environ.get("ZENGRAD_TEST_BACKENDS")
     if not wanted:
-        return available
+        return [n for n in available if n in cpu]
     names = [n.strip().lower() for n in wanted.split(",") if n.strip()]
     missing = [n for n in names if n not in available]
     if missing:
         raise pytest.UsageError(f"ZENGRAD_TEST_BACKENDS asks for {missing}, not available "
                                 f"(available: {available}; reasons: "
                                 f"{zg.kernels._backends.unavailable_reasons()})")
-    return names
+    return [n for n in names if n in cpu]
 
 
 BACKENDS = _backends()
@@ -65,15 +72,29 @@ with warnings.catch_warnings():  # settle the lazily chosen default now (it warn
     warnings.simplefilter("ignore")
     zg.kernels.get_backend()
 SIMD_LEVELS = list(CPU.supported_simd_levels()) if CPU is not None and "cpp" in BACKENDS else []
+CUDA_AVAILABLE = "cuda" in zg.kernels.available_backends()
+CUDA_SKIP_REASON = None if CUDA_AVAILABLE else (
+    f"no usable CUDA backend here ({zg.kernels._backends.unavailable_reasons().get('cuda')})")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "all_simd: on the cpp backend, run once per supported SIMD level")
     config.addinivalue_line("markers", "backends(*names): run only on these backends (where available)")
+    config.addinivalue_line("markers", "cuda: needs the 'cuda' backend (a GPU); skipped where there is none")
+
+
+def pytest_collection_modifyitems(config, items):
+    if CUDA_AVAILABLE:
+        return
+    skip = pytest.mark.skip(reason=CUDA_SKIP_REASON)
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
 
 
 def pytest_report_header(config):
     return (f"zengrad backends under test: {BACKENDS}; SIMD levels: {SIMD_LEVELS or 'n/a'}; "
+            f"cuda: {'available' if CUDA_AVAILABLE else 'skipped'}; "
             f"unavailable: {zg.kernels._backends.unavailable_reasons()}")
 
 
@@ -125,12 +146,17 @@ def restore_num_threads():
 
 @pytest.fixture(autouse=True)
 def _no_leaked_global_state():
-    """Tests must leave the thread count, default backend and SIMD level as they found them."""
+    """Tests must leave the thread count, default backend, SIMD level and GPU matmul precision
+    as they found them."""
     threads = zg.get_num_threads()
     default = zg.kernels._backends._default
     level = CPU.simd_level() if CPU is not None else None
+    precision = zg.kernels._backends._precision_default
     yield
     leaked = []
+    if zg.kernels._backends._precision_default != precision:
+        leaked.append(f"matmul precision {precision} -> {zg.kernels._backends._precision_default}")
+        zg.kernels._backends._precision_default = precision
     if zg.get_num_threads() != threads:
         leaked.append(f"num_threads {threads} -> {zg.get_num_threads()}")
         zg.set_num_threads(threads)

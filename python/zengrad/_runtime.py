@@ -50,8 +50,22 @@ def get_num_threads() -> int:
     return _num_threads
 
 
+def _cuda_info() -> dict:
+    """What this build offers on NVIDIA GPUs: whether zengrad._cuda was built, for which
+    architectures, and the devices its CUDA runtime sees (0, with the reason, on a machine
+    without a GPU or driver)."""
+    try:
+        from . import _cuda
+    except ImportError as exc:
+        return {"built": False, "architectures": [], "devices": 0, "reason": f"zengrad._cuda not built ({exc})"}
+    devices, why = _cuda.device_status()
+    return {"built": True, "architectures": _cuda.compiled_architectures(), "runtime_version": _cuda.runtime_version(),
+            "devices": devices, "reason": why}
+
+
 def info() -> dict:
-    """Version, backends, the backend in use, the SIMD level chosen and the thread count."""
+    """Version, backends, the backend in use, the SIMD level chosen, the thread count, and what
+    CUDA offers here (cuda: built, architectures, devices) with the GPU matmul precision."""
     from . import __version__, kernels
     from .kernels._backends import unavailable_reasons
 
@@ -64,6 +78,8 @@ def info() -> dict:
         "simd_supported": _cpu.supported_simd_levels() if _cpu is not None else [],
         "num_threads": get_num_threads(),
         "usable_cores": _usable_cores(),
+        "cuda": _cuda_info(),
+        "matmul_precision": kernels.get_matmul_precision(),
     }
 
 

@@ -1,30 +1,67 @@
 """The kernel API: one function per kernel, argument checks, dispatch to a backend.
 
-Arrays are NumPy, float32 or float64 (both operands alike). Layouts: activations NHWC,
-filters HWIO (kh, kw, in, out). padding: "valid" | "same" | int | (ph, pw) |
-((top, bottom), (left, right)) for convolutions, "valid" | "same" for pooling; stride and
-dilation: int | (h, w). Inputs that are not C-contiguous are copied; `out` must be
-C-contiguous. `zengrad.kernels.reference` holds the NumPy oracle of each function.
+Arrays are NumPy (CPU) or CuPy (GPU), float32 or float64 (both operands alike), all arrays of a
+call on one device; results come back on that device. Layouts: activations NHWC, filters HWIO
+(kh, kw, in, out). padding: "valid" | "same" | int | (ph, pw) | ((top, bottom), (left, right))
+for convolutions, "valid" | "same" for pooling; stride and dilation: int | (h, w). Inputs that
+are not C-contiguous are copied; `out` must be C-contiguous. `zengrad.kernels.reference` holds
+the NumPy oracle of each function.
+
+On the GPU the kernels run on CuPy's current stream of the arrays' device and never wait for
+it. How float32 matrix products (gemm, the convolutions) compute there is a setting:
+set_matmul_precision("float32" | "tf32" | "bf16"), get_matmul_precision(), and
+`with matmul_precision("tf32"): ...` (this thread only); gemm(..., precision=...) overrides it
+per call. "float32" (the default) is plain FP32; "tf32"/"bf16" use tensor cores with the inputs
+rounded, accumulating in float32. float64, and every CPU backend, always compute in full
+precision.
 """
+import numpy as np
+
 from . import _validate as V
 from . import reference
-from ._backends import available_backends, get_backend, set_backend, use_backend
+from ._backends import (available_backends, get_backend, get_matmul_precision, matmul_precision, set_backend,
+                        set_matmul_precision, use_backend)
+from ._backends import check_precision as _check_precision
 from ._backends import current as _current
+from ._backends import current_gpu as _current_gpu
 
 __all__ = [
     "gemm", "conv2d", "conv2d_backward_data", "conv2d_backward_weight",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "relu", "relu_backward",
     "adam_update",
     "available_backends", "get_backend", "set_backend", "use_backend", "reference",
+    "set_matmul_precision", "get_matmul_precision", "matmul_precision",
 ]
 
+# Each kernel tests its first array: a NumPy array goes straight to the CPU path (the hot path
+# of small models, kept to an isinstance check); a GPU array runs on the GPU backend, on the
+# array's device; anything else takes the CPU path, whose checks refuse it by name.
 
-def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+
+def _gpu(func, first):
+    """The GPU backend for a call whose first array is `first`, or None for the CPU path.
+    RuntimeError (saying why) for a GPU array when no GPU backend is available here."""
+    if not V.looks_like_gpu_array(first):
+        return None
+    backend = _current_gpu(func)
+    return backend if V.is_gpu_array(first) else None  # another library's GPU array: refused by name
+
+
+def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, precision=None):
     """out = alpha * op(a) @ op(b) + beta * out; op(a) (M, K), op(b) (K, N) -> out (M, N).
 
     op(a) is a.T when trans_a. Without `out` a new array is returned (beta has nothing to scale).
+    precision: None (the matmul-precision setting), "float32", "tf32" or "bf16"; only float32
+    on a GPU computes in lower precision (NumPy arrays: "float32" or None).
     """
-    return _current().gemm(*V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta))
+    if isinstance(a, np.ndarray) or (gpu := _gpu("gemm", a)) is None:
+        if precision is not None:
+            V.cpu_precision("gemm", precision)
+        return _current().gemm(*V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta))
+    with a.device:
+        args = V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta)
+        chosen = get_matmul_precision() if precision is None else _check_precision("gemm", precision)
+        return gpu.gemm(*args, chosen)
 
 
 def conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1, activation=None):
@@ -32,13 +69,20 @@ def conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1, activation=No
 
     activation="relu" returns max(y, 0), applied inside the kernel while y is in cache."""
     relu = V.activation("conv2d", activation)
-    return _current().conv2d(*V.conv2d_args("conv2d", x, w, b, stride, padding, dilation), relu)
+    if isinstance(x, np.ndarray) or (gpu := _gpu("conv2d", x)) is None:
+        return _current().conv2d(*V.conv2d_args("conv2d", x, w, b, stride, padding, dilation), relu)
+    with x.device:
+        return gpu.conv2d(*V.conv2d_args("conv2d", x, w, b, stride, padding, dilation), relu)
 
 
 def conv2d_backward_data(dy, w, x_shape, *, stride=1, padding="valid", dilation=1):
     """dL/dx of conv2d: dy (N, Ho, Wo, O), w (kh, kw, C, O) -> dx of x_shape (N, H, W, C)."""
-    return _current().conv2d_backward_data(
-        *V.conv2d_backward_data_args("conv2d_backward_data", dy, w, x_shape, stride, padding, dilation))
+    func = "conv2d_backward_data"
+    if isinstance(dy, np.ndarray) or (gpu := _gpu(func, dy)) is None:
+        return _current().conv2d_backward_data(
+            *V.conv2d_backward_data_args(func, dy, w, x_shape, stride, padding, dilation))
+    with dy.device:
+        return gpu.conv2d_backward_data(*V.conv2d_backward_data_args(func, dy, w, x_shape, stride, padding, dilation))
 
 
 def conv2d_backward_weight(x, dy, w_shape, *, stride=1, padding="valid", dilation=1, with_bias=False):
@@ -47,8 +91,12 @@ def conv2d_backward_weight(x, dy, w_shape, *, stride=1, padding="valid", dilatio
     with_bias=True returns (dw, db) with db = dy summed over N, Ho, Wo: (O,).
     """
     func = "conv2d_backward_weight"
-    args = V.conv2d_backward_weight_args(func, x, dy, w_shape, stride, padding, dilation)
-    return _current().conv2d_backward_weight(*args, V.flag(func, "with_bias", with_bias))
+    if isinstance(x, np.ndarray) or (gpu := _gpu(func, x)) is None:
+        args = V.conv2d_backward_weight_args(func, x, dy, w_shape, stride, padding, dilation)
+        return _current().conv2d_backward_weight(*args, V.flag(func, "with_bias", with_bias))
+    with x.device:
+        args = V.conv2d_backward_weight_args(func, x, dy, w_shape, stride, padding, dilation)
+        return gpu.conv2d_backward_weight(*args, V.flag(func, "with_bias", with_bias))
 
 
 def max_pool2d(x, pool_size=2, *, stride=None, padding="valid", return_indices=False):
@@ -57,7 +105,10 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding="valid", return_indices=F
     return_indices=True returns (y, indices): int32 (N, Ho, Wo, C), the pixel ih * W + iw of
     each window's first maximum, which max_pool2d_backward can use instead of searching again."""
     with_indices = V.flag("max_pool2d", "return_indices", return_indices)
-    return _current().max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding), with_indices)
+    if isinstance(x, np.ndarray) or (gpu := _gpu("max_pool2d", x)) is None:
+        return _current().max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding), with_indices)
+    with x.device:
+        return gpu.max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding), with_indices)
 
 
 def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid", indices=None):
@@ -65,33 +116,55 @@ def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid", ind
 
     `indices` from max_pool2d(..., return_indices=True) spares the search for the maxima."""
     func = "max_pool2d_backward"
-    dy, x, g = V.pool_backward_args(func, dy, x, pool_size, stride, padding)
-    return _current().max_pool2d_backward(dy, x, g, None if indices is None else V.pool_indices(func, indices, g))
+    if isinstance(dy, np.ndarray) or (gpu := _gpu(func, dy)) is None:
+        dy, x, g = V.pool_backward_args(func, dy, x, pool_size, stride, padding)
+        winners = None if indices is None else V.pool_indices(func, indices, g, dy)
+        return _current().max_pool2d_backward(dy, x, g, winners)
+    with dy.device:
+        dy, x, g = V.pool_backward_args(func, dy, x, pool_size, stride, padding)
+        return gpu.max_pool2d_backward(dy, x, g, None if indices is None else V.pool_indices(func, indices, g, dy))
 
 
 def relu(x):
     """max(x, 0), elementwise (NaN stays NaN); any shape."""
-    return _current().relu(V.array("relu", "x", x))
+    if isinstance(x, np.ndarray) or (gpu := _gpu("relu", x)) is None:
+        return _current().relu(V.array("relu", "x", x))
+    with x.device:
+        return gpu.relu(V.array("relu", "x", x))
 
 
 def relu_backward(dy, y):
     """dL/dx of relu: dy where y = relu(x) > 0, else 0; dy and y of one shape."""
-    return _current().relu_backward(*V.relu_backward_args("relu_backward", dy, y))
+    if isinstance(dy, np.ndarray) or (gpu := _gpu("relu_backward", dy)) is None:
+        return _current().relu_backward(*V.relu_backward_args("relu_backward", dy, y))
+    with dy.device:
+        return gpu.relu_backward(*V.relu_backward_args("relu_backward", dy, y))
 
 
 def adam_update(param, grad, m, v, *, alpha, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
     """One Adam step, in place on param, m and v (any shape, all alike), as Keras computes it:
     m += (grad - m)(1 - beta_1); v += (grad² - v)(1 - beta_2); param -= alpha m / (sqrt(v) + epsilon),
     alpha = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t)."""
-    _current().adam_update(*V.adam_args("adam_update", param, grad, m, v, alpha, beta_1, beta_2, epsilon))
+    func = "adam_update"
+    if isinstance(grad, np.ndarray) or (gpu := _gpu(func, grad)) is None:
+        _current().adam_update(*V.adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon))
+        return
+    with grad.device:
+        gpu.adam_update(*V.adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon))
 
 
 def avg_pool2d(x, pool_size=2, *, stride=None, padding="valid"):
     """Mean over the real (unpadded) elements of each window; x (N, H, W, C) -> (N, Ho, Wo, C)."""
-    return _current().avg_pool2d(*V.pool_args("avg_pool2d", x, pool_size, stride, padding))
+    if isinstance(x, np.ndarray) or (gpu := _gpu("avg_pool2d", x)) is None:
+        return _current().avg_pool2d(*V.pool_args("avg_pool2d", x, pool_size, stride, padding))
+    with x.device:
+        return gpu.avg_pool2d(*V.pool_args("avg_pool2d", x, pool_size, stride, padding))
 
 
 def avg_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid"):
     """dL/dx of avg_pool2d: each dy shared equally among its window's real elements; -> x.shape."""
-    return _current().avg_pool2d_backward(
-        *V.pool_backward_args("avg_pool2d_backward", dy, x, pool_size, stride, padding))
+    func = "avg_pool2d_backward"
+    if isinstance(dy, np.ndarray) or (gpu := _gpu(func, dy)) is None:
+        return _current().avg_pool2d_backward(*V.pool_backward_args(func, dy, x, pool_size, stride, padding))
+    with dy.device:
+        return gpu.avg_pool2d_backward(*V.pool_backward_args(func, dy, x, pool_size, stride, padding))

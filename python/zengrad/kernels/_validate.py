@@ -6,9 +6,14 @@ function, the argument, what was expected and what was given.
 
 Inputs that are not C-contiguous are copied to a C-contiguous array (never modified); an
 ``out`` array must already be C-contiguous, because a copy would hide the result.
+
+Arrays are NumPy arrays (CPU) or CuPy arrays (GPU); all arrays of one call live on one device.
+CuPy is never imported here: a CuPy array can only exist once the caller imported CuPy, so
+`sys.modules` has it, and NumPy arrays take the first, cheapest branch of every check.
 """
 from __future__ import annotations
 
+import sys
 from numbers import Integral, Real
 from typing import NamedTuple
 
@@ -21,10 +26,25 @@ def fail(exc, func: str, name: str, expected: str, got) -> None:
     raise exc(f"{func}(): argument '{name}' must be {expected}, got {got}")
 
 
-def array(func: str, name: str, value, ndim: int | None = None) -> np.ndarray:
-    """A float32/float64 NumPy array of `ndim` dimensions, made C-contiguous."""
-    if not isinstance(value, np.ndarray):
-        fail(TypeError, func, name, "a NumPy array", type(value).__name__)
+def is_gpu_array(value) -> bool:
+    """A CuPy array (without importing CuPy)."""
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(value, cupy.ndarray)
+
+
+def looks_like_gpu_array(value) -> bool:
+    """A GPU array of some library (CuPy, or anything with __cuda_array_interface__)."""
+    return is_gpu_array(value) or hasattr(type(value), "__cuda_array_interface__")
+
+
+def device_name(value) -> str:
+    return "cpu" if isinstance(value, np.ndarray) else f"cuda:{value.device.id}"
+
+
+def array(func: str, name: str, value, ndim: int | None = None):
+    """A float32/float64 NumPy or CuPy array of `ndim` dimensions, made C-contiguous."""
+    if not isinstance(value, np.ndarray) and not is_gpu_array(value):
+        fail(TypeError, func, name, "a NumPy or CuPy array", type(value).__name__)
     if value.dtype not in FLOAT_DTYPES:
         fail(TypeError, func, name, "of dtype float32 or float64", value.dtype)
     if ndim is not None and value.ndim != ndim:
@@ -32,26 +52,72 @@ def array(func: str, name: str, value, ndim: int | None = None) -> np.ndarray:
     return value if value.flags.c_contiguous else value.copy(order="C")
 
 
-def same_dtype(func: str, reference_name: str, reference: np.ndarray, **others) -> None:
+def same_device(func: str, reference_name: str, reference, name: str, value) -> None:
+    """`value` lives where `reference` does: both NumPy, or both CuPy on the same GPU."""
+    on_cpu = isinstance(reference, np.ndarray)
+    if isinstance(value, np.ndarray) is not on_cpu or (not on_cpu and value.device.id != reference.device.id):
+        kind = "a NumPy array" if on_cpu else "a CuPy array"
+        fail(TypeError, func, name, f"{kind} on {device_name(reference)} like '{reference_name}' "
+             "(all arrays of a call on one device)", f"an array on {device_name(value)}")
+
+
+def same_dtype(func: str, reference_name: str, reference, **others) -> None:
+    """Each of `others` (None skipped) on the device of `reference` and of its dtype."""
     for name, value in others.items():
-        if value is not None and value.dtype != reference.dtype:
+        if value is None:
+            continue
+        if type(value) is not np.ndarray or type(reference) is not np.ndarray:  # NumPy pairs: nothing to do
+            same_device(func, reference_name, reference, name, value)
+        if value.dtype != reference.dtype:
             fail(TypeError, func, name, f"{reference.dtype} like '{reference_name}'", value.dtype)
 
 
-def out_array(func: str, out, shape: tuple, dtype, *inputs: np.ndarray) -> np.ndarray:
-    """Check a caller-supplied output array: right type, shape, dtype, layout, no aliasing."""
-    if not isinstance(out, np.ndarray):
-        fail(TypeError, func, "out", "a NumPy array", type(out).__name__)
+def _overlap(a, b) -> bool:
+    if isinstance(a, np.ndarray):
+        return np.shares_memory(a, b)
+    # CuPy's exact test runs kernels and waits for them; the bounds test is host arithmetic, exact
+    # for the contiguous arrays the kernels write, cautious for strided inputs.
+    return sys.modules["cupy"].may_share_memory(a, b)
+
+
+def _writeable(a) -> bool:
+    return a.flags.writeable if isinstance(a, np.ndarray) else True  # CuPy arrays always are
+
+
+def out_array(func: str, out, shape: tuple, dtype, *inputs):
+    """Check a caller-supplied output array: right type, device, shape, dtype, layout, no aliasing."""
+    reference = inputs[0]
+    if not isinstance(out, np.ndarray) and not is_gpu_array(out):
+        fail(TypeError, func, "out", "a NumPy or CuPy array", type(out).__name__)
+    same_device(func, "a", reference, "out", out)
     if out.dtype != dtype:
         fail(TypeError, func, "out", f"of dtype {np.dtype(dtype)}", out.dtype)
     if out.shape != tuple(shape):
         fail(ValueError, func, "out", f"of shape {tuple(shape)}", f"shape {out.shape}")
-    if not out.flags.c_contiguous or not out.flags.writeable:
+    if not out.flags.c_contiguous or not _writeable(out):
         fail(ValueError, func, "out", "a writeable C-contiguous array", "a non-contiguous or read-only one")
     for x in inputs:
-        if np.shares_memory(out, x):
+        if _overlap(out, x):
             fail(ValueError, func, "out", "memory separate from the inputs", "an array that overlaps an input")
     return out
+
+
+def empty_like_device(reference, shape, dtype):
+    """A new array of `shape` on the device of `reference` (NumPy or CuPy)."""
+    if isinstance(reference, np.ndarray):
+        return np.empty(shape, dtype)
+    cupy = sys.modules["cupy"]
+    with reference.device:
+        return cupy.empty(shape, dtype)
+
+
+def cpu_precision(func: str, precision) -> None:
+    """A GEMM precision asked for NumPy arrays: the CPU computes in full precision only."""
+    from ._backends import check_precision
+
+    if check_precision(func, precision) != "float32":
+        fail(ValueError, func, "precision", "'float32' or None for NumPy arrays (the CPU computes in full "
+             "precision; 'tf32' and 'bf16' are for float32 CuPy arrays)", repr(precision))
 
 
 def flag(func: str, name: str, value) -> bool:
@@ -210,7 +276,8 @@ def gemm_args(func, a, b, out, trans_a, trans_b, alpha, beta):
         fail(ValueError, func, "b", f"{k} rows in op(b) to match the {k} columns of op(a)",
              f"op(b) of shape {(k2, n)} (a {a.shape}, trans_a={trans_a}; b {b.shape}, trans_b={trans_b})")
     if out is None:
-        out, beta = np.empty((m, n), a.dtype), 0.0
+        out, beta = (np.empty((m, n), a.dtype) if isinstance(a, np.ndarray)
+                     else empty_like_device(a, (m, n), a.dtype)), 0.0
     else:
         out = out_array(func, out, (m, n), a.dtype, *given)
     return a, b, out, trans_a, trans_b, alpha, beta
@@ -304,15 +371,21 @@ def pool_backward_args(func, dy, x, pool_size, stride, padding):
     return dy, x, g
 
 
-def pool_indices(func, indices, g):
-    """The winners from max_pool2d(..., return_indices=True): int32 (N, Ho, Wo, C) in [0, H*W)."""
-    if not isinstance(indices, np.ndarray):
-        fail(TypeError, func, "indices", "a NumPy array", type(indices).__name__)
+def pool_indices(func, indices, g, dy=None):
+    """The winners from max_pool2d(..., return_indices=True): int32 (N, Ho, Wo, C) in [0, H*W),
+    on the device of dy. On a GPU the range is not checked (that would wait for the device): the
+    kernel routes the gradient of an index outside [0, H*W) nowhere."""
+    if not isinstance(indices, np.ndarray) and not is_gpu_array(indices):
+        fail(TypeError, func, "indices", "a NumPy or CuPy array", type(indices).__name__)
+    if dy is not None:
+        same_device(func, "dy", dy, "indices", indices)
     if indices.dtype != np.int32:
         fail(TypeError, func, "indices", "of dtype int32 (from max_pool2d(..., return_indices=True))",
              indices.dtype)
     if indices.shape != (g.n, g.ho, g.wo, g.c):
         fail(ValueError, func, "indices", f"of shape {(g.n, g.ho, g.wo, g.c)}", f"shape {indices.shape}")
+    if not isinstance(indices, np.ndarray):
+        return sys.modules["cupy"].ascontiguousarray(indices)
     if indices.size and (indices.min() < 0 or indices.max() >= g.h * g.w):
         fail(ValueError, func, "indices", f"pixel indices in [0, {g.h * g.w})",
              f"values in [{indices.min()}, {indices.max()}]")
@@ -325,15 +398,14 @@ def adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon):
     state = {"param": param, "m": m, "v": v}
     for name, value in state.items():
         array(func, name, value)
-        if value.dtype != grad.dtype:
-            fail(TypeError, func, name, f"{grad.dtype} like 'grad'", value.dtype)
+        same_dtype(func, "grad", grad, **{name: value})
         if value.shape != grad.shape:
             fail(ValueError, func, name, f"of shape {grad.shape} like 'grad'", f"shape {value.shape}")
-        if not value.flags.c_contiguous or not value.flags.writeable:
+        if not value.flags.c_contiguous or not _writeable(value):
             fail(ValueError, func, name, "a writeable C-contiguous array (it is updated in place)",
                  "a non-contiguous or read-only one")
     for first, second in (("param", "m"), ("param", "v"), ("m", "v")):
-        if np.shares_memory(state[first], state[second]):
+        if _overlap(state[first], state[second]):
             fail(ValueError, func, second, f"memory separate from '{first}'", "an overlapping array")
     return (param, grad, m, v, scalar(func, "alpha", alpha), scalar(func, "beta_1", beta_1),
             scalar(func, "beta_2", beta_2), scalar(func, "epsilon", epsilon))

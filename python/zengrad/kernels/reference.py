@@ -20,8 +20,11 @@ def _compute_gemm(a, b, out, trans_a, trans_b, alpha, beta):
     return out
 
 
-def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
-    """out = alpha * op(a) @ op(b) + beta * out; op(a) (M, K), op(b) (K, N), out (M, N)."""
+def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, precision=None):
+    """out = alpha * op(a) @ op(b) + beta * out; op(a) (M, K), op(b) (K, N), out (M, N).
+    precision: None or "float32" (the oracle computes in full precision)."""
+    if precision is not None:
+        V.cpu_precision("gemm", precision)
     return _compute_gemm(*V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta))
 
 

@@ -1,0 +1,133 @@
+"""The "cuda" backend: zengrad._cuda, the CUDA kernels, on CuPy arrays.
+
+The API calls these functions under `with array.device:`, with arguments checked by _validate.
+Outputs are allocated here with CuPy on that device; every kernel is launched on CuPy's current
+stream of the device and nothing here waits for the GPU. Elementwise kernels (relu, Adam) are
+CuPy ElementwiseKernels with the formulas of the CPU kernels.
+"""
+import types
+
+import numpy as np
+
+from zengrad import _cuda  # ImportError here: built without a CUDA toolkit
+
+import cupy  # ImportError here: CuPy is not installed
+
+from ._backends import get_matmul_precision
+
+_count, _why = _cuda.device_status()
+if _count == 0:
+    raise RuntimeError(f"no usable CUDA device: {_why}")
+cupy.cuda.runtime.getDeviceCount()  # CuPy must see the device as well (its own runtime)
+
+_DTYPE = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+_PRECISION = {"float32": 0, "tf32": 1, "bf16": 2}
+
+
+def _code(dtype, precision: str) -> int:
+    """The kernels' precision code: float64 is always FP64."""
+    return _PRECISION[precision] if dtype == np.float32 else 0
+
+
+def _where(array):
+    """(stream, device) for a launch on the current stream of the array's (= the current) device."""
+    return cupy.cuda.get_current_stream().ptr, array.device.id
+
+
+def _ptr(array) -> int:
+    return 0 if array is None else array.data.ptr
+
+
+def gemm(a, b, out, trans_a, trans_b, alpha, beta, precision):
+    m, n = out.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    _cuda.gemm(_DTYPE[a.dtype], _code(a.dtype, precision), trans_a, trans_b, m, n, k, alpha, a.data.ptr,
+               a.shape[1], b.data.ptr, b.shape[1], beta, out.data.ptr, n, *_where(out))
+    return out
+
+
+def _precision(dtype) -> int:
+    return _code(dtype, get_matmul_precision())
+
+
+def conv2d(x, w, b, g, relu):
+    o = w.shape[3]
+    y = cupy.empty((g.n, g.ho, g.wo, o), x.dtype)
+    _cuda.conv2d(_DTYPE[x.dtype], _precision(x.dtype), x.data.ptr, w.data.ptr, _ptr(b), y.data.ptr, o, g, relu,
+                 *_where(x))
+    return y
+
+
+def conv2d_backward_data(dy, w, g):
+    dx = cupy.empty(g.x_shape, dy.dtype)
+    _cuda.conv2d_backward_data(_DTYPE[dy.dtype], _precision(dy.dtype), dy.data.ptr, w.data.ptr, dx.data.ptr,
+                               w.shape[3], g, *_where(w))
+    return dx
+
+
+def conv2d_backward_weight(x, dy, w_shape, g, with_bias):
+    o = w_shape[3]
+    dw = cupy.empty(w_shape, x.dtype)
+    db = cupy.empty(o, x.dtype) if with_bias else None
+    # Scratch for the partial sums, from CuPy's pool: freed here, reused only by later work on
+    # this stream, so it outlives the kernels that use it.
+    size = _cuda.conv2d_backward_weight_workspace(o, g, with_bias)
+    workspace = cupy.empty(size, x.dtype) if size else None
+    _cuda.conv2d_backward_weight(_DTYPE[x.dtype], _precision(x.dtype), x.data.ptr, dy.data.ptr, dw.data.ptr,
+                                 _ptr(db), _ptr(workspace), size, o, g, *_where(dw))
+    return (dw, db) if with_bias else dw
+
+
+def max_pool2d(x, g, with_indices):
+    y = cupy.empty((g.n, g.ho, g.wo, g.c), x.dtype)
+    indices = cupy.empty(y.shape, np.int32) if with_indices else None
+    _cuda.max_pool2d(_DTYPE[x.dtype], x.data.ptr, y.data.ptr, _ptr(indices), g, *_where(x))
+    return (y, indices) if with_indices else y
+
+
+def max_pool2d_backward(dy, x, g, indices):
+    dx = cupy.empty(g.x_shape, dy.dtype)
+    _cuda.max_pool2d_backward(_DTYPE[dy.dtype], dy.data.ptr, x.data.ptr, _ptr(indices), dx.data.ptr, g, *_where(dx))
+    return dx
+
+
+def avg_pool2d(x, g):
+    y = cupy.empty((g.n, g.ho, g.wo, g.c), x.dtype)
+    _cuda.avg_pool2d(_DTYPE[x.dtype], x.data.ptr, y.data.ptr, g, *_where(x))
+    return y
+
+
+def avg_pool2d_backward(dy, x, g):
+    dx = cupy.empty(g.x_shape, dy.dtype)
+    _cuda.avg_pool2d_backward(_DTYPE[dy.dtype], dy.data.ptr, dx.data.ptr, g, *_where(dx))
+    return dx
+
+
+# The CPU kernels' formulas (elementwise.cpp): NaN passes relu; 1 - beta rounded once to T.
+_relu = cupy.ElementwiseKernel("T x", "T y", "y = x < (T)0 ? (T)0 : x", "zengrad_relu")
+_relu_backward = cupy.ElementwiseKernel("T dy, T y", "T dx", "dx = y > (T)0 ? dy : (T)0", "zengrad_relu_backward")
+_adam = cupy.ElementwiseKernel(
+    "T g, T keep_1, T keep_2, T alpha, T epsilon", "T p, T m, T v",
+    "m += (g - m) * keep_1; v += (g * g - v) * keep_2; p -= alpha * m / (sqrt(v) + epsilon);",
+    "zengrad_adam_update")
+
+
+def relu(x):
+    return _relu(x)
+
+
+def relu_backward(dy, y):
+    return _relu_backward(dy, y)
+
+
+def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
+    t = param.dtype.type
+    _adam(grad, t(1.0 - beta_1), t(1.0 - beta_2), t(alpha), t(epsilon), param, m, v)
+
+
+BACKEND = types.SimpleNamespace(
+    gemm=gemm, conv2d=conv2d, conv2d_backward_data=conv2d_backward_data,
+    conv2d_backward_weight=conv2d_backward_weight, max_pool2d=max_pool2d,
+    max_pool2d_backward=max_pool2d_backward, avg_pool2d=avg_pool2d, avg_pool2d_backward=avg_pool2d_backward,
+    relu=relu, relu_backward=relu_backward, adam_update=adam_update,
+)
