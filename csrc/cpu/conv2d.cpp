@@ -180,7 +180,9 @@ struct TapRowsOverPixels {
 // The taps of every output pixel must land inside `image` (n, rows, cols, c): callers pad a copy
 // when the convolution pads. A tile's rows past the end of a grid row read on into the next
 // image row, harmlessly (their results are dropped), unless that runs past the end of the buffer:
-// those few tiles are copied out first.
+// those few tiles are copied out first. The last few pixels of each grid row, too few for a
+// tile of their own (a 13-wide row is a tile of 12 and 1 pixel), are gathered with those of the
+// next grid rows into whole tiles of patch rows.
 template <class T>
 struct InPlaceConv {
   const T* image;
@@ -189,17 +191,14 @@ struct InPlaceConv {
   long kh, kw, sh, sw, dh;       // tap (i, j) of output pixel (u, v) reads pixel (u*sh + i*dh, v*sw + j)
 };
 
-// Whether reading in place beats the GEMM driver (which packs patch rows): only when the filters
-// (k x n_out) are small enough to stream from L2 for every tile, and when tiles, which never span
-// two grid rows, waste little (a 13-wide row in MR = 12 tiles would compute 24 rows for 13). With
-// few channels packing costs more than any waste.
+// Whether reading in place beats the GEMM driver (which packs patch rows): when the filters
+// (k x n_out) are small enough to stream from L2 for every tile.
 template <class T>
-bool in_place_pays(long grid_w, long c, long k, long n_out) {
-  const long mr = microkernel<T>().mr, tiled = (grid_w + mr - 1) / mr * mr;
-  return k * n_out * long(sizeof(T)) <= (1L << 20) && (c < 8 || 4 * grid_w >= 3 * tiled);
+bool in_place_pays(long k, long n_out) {
+  return k * n_out * long(sizeof(T)) <= (1L << 20);
 }
 
-// y (grid pixels x n_out, row stride n_out) = (beta_first: += ) conv of `a` with filters (k x n_out,
+// y (grid pixels x n_out, row stride n_out) = (accumulate: y +) conv of `a` with filters (k x n_out,
 // row-major, k = kh*kw*c), then max(., 0) when relu.
 template <class T>
 void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, T* y, bool accumulate, bool relu) {
@@ -210,50 +209,93 @@ void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, T* y, 
   std::vector<T> bpack(n_panels * NR * k);
   const StridedMatrix<T> b{filters, n_out, 1};
   b.pack_b(bpack.data(), 0, k, 0, n_out, NR);  // panel jp at jp*NR*k, row p at + p*NR
-  const long size = a.n * a.rows * a.cols * a.c;
+  const long size = a.n * a.rows * a.cols * a.c, grid_rows = a.n * a.grid_h;
   const T first_beta = accumulate ? T(1) : T(0);
+  // Each grid row: tiles read in place over [0, in_place) (the last one partial, when at least
+  // 3/4 full), the rest gathered.
+  const long whole = a.grid_w / MR * MR;
+  const long in_place = 4 * (a.grid_w - whole) >= 3 * MR ? a.grid_w : whole;
+  const long leftover = a.grid_w - in_place;
 
-  parallel_for(a.n * a.grid_h, 4, [&](long first_row, long last_row) {
-    T* apack = scratch<T>(kSlotPackA, MR * KC);  // a tile's rows, copied when reading in place would overrun
-    alignas(64) T edge[16 * 64];                 // one MR x NR tile of C
-    for (long row = first_row; row < last_row; ++row) {
-      const long n = row / a.grid_h, u = row % a.grid_h;
-      for (long v0 = 0; v0 < a.grid_w; v0 += MR) {
-        const long count = std::min(MR, a.grid_w - v0);
-        T* tile = y + (row * a.grid_w + v0) * n_out;
+  // Top-left element of the window of output pixel (grid row `row`, column v) at kernel row i.
+  auto window = [&](long row, long v, long i) {
+    const long n = row / a.grid_h, u = row % a.grid_h;
+    return ((n * a.rows + u * a.sh + i * a.dh) * a.cols + v * a.sw) * a.c;
+  };
+  // C tile (MR x NR) for the pixels `pix` (MR of them, `count` real) and panel jp, from the edge
+  // buffer: starts from y (accumulating) or 0, computed, then written back to those pixels.
+  auto load_edge = [&](T* edge, T* const* pix, long count, long jp, long width) {
+    for (long r = 0; r < MR; ++r)
+      for (long q = 0; q < NR; ++q) edge[r * NR + q] = accumulate && r < count && q < width ? pix[r][jp * NR + q] : T(0);
+  };
+  auto store_edge = [&](const T* edge, T* const* pix, long count, long jp, long width) {
+    for (long r = 0; r < count; ++r)
+      for (long q = 0; q < width; ++q) pix[r][jp * NR + q] = edge[r * NR + q];
+  };
+
+  // Work unit: MR grid rows (their in-place tiles, then their leftovers gathered).
+  parallel_for((grid_rows + MR - 1) / MR, 1, [&](long first_group, long last_group) {
+    T* apack = scratch<T>(kSlotPackA, MR * std::max(k, KC));
+    alignas(64) T edge[16 * 64];  // one MR x NR tile of C
+    T* pix[16];                   // the rows of y a tile writes
+    for (long group = first_group; group < last_group; ++group) {
+      const long row0 = group * MR, row1 = std::min(grid_rows, row0 + MR);
+      for (long row = row0; row < row1; ++row) {
+        for (long v0 = 0; v0 < in_place; v0 += MR) {
+          const long count = std::min(MR, in_place - v0);
+          T* tile = y + (row * a.grid_w + v0) * n_out;
+          for (long r = 0; r < MR; ++r) pix[r] = tile + r * n_out;
+          for (long jp = 0; jp < n_panels; ++jp) {
+            const long width = std::min(NR, n_out - jp * NR);
+            const bool full = width == NR && count == MR;
+            T* c = full ? tile + jp * NR : edge;
+            if (!full) load_edge(edge, pix, count, jp, width);
+            const T* panel = bpack.data() + jp * NR * k;
+            T beta = full ? first_beta : T(1);
+            for (long i = 0; i < a.kh; ++i) {
+              const T* rows0 = a.image + window(row, v0, i);
+              for (long q0 = 0; q0 < seg; q0 += KC) {
+                const long depth = std::min(KC, seg - q0);
+                const T* src = rows0 + q0;
+                long ld = lda;
+                if ((src - a.image) + (MR - 1) * lda + depth > size) {  // the tile would read past the buffer
+                  for (long r = 0; r < MR; ++r) {
+                    if (r < count) copy(apack + r * depth, src + r * lda, depth);
+                    else zero(apack + r * depth, depth);
+                  }
+                  src = apack, ld = depth;
+                }
+                kernel(depth, src, ld, panel + (i * seg + q0) * NR, NR, c, full ? n_out : NR, T(1), beta);
+                beta = T(1);
+              }
+            }
+            if (!full) store_edge(edge, pix, count, jp, width);
+          }
+          if (relu) detail::relu_tile(tile, n_out, count, n_out);
+        }
+      }
+      // The leftovers of the group's rows, MR at a time, as gathered patch rows (apack: MR x k).
+      const long pixels = (row1 - row0) * leftover;
+      for (long p0 = 0; p0 < pixels; p0 += MR) {
+        const long count = std::min(MR, pixels - p0);
+        for (long r = 0; r < MR; ++r) {
+          if (r >= count) {
+            zero(apack + r * k, k);
+            continue;
+          }
+          const long row = row0 + (p0 + r) / leftover, v = in_place + (p0 + r) % leftover;
+          for (long i = 0; i < a.kh; ++i) copy(apack + r * k + i * seg, a.image + window(row, v, i), seg);
+          pix[r] = y + (row * a.grid_w + v) * n_out;
+        }
         for (long jp = 0; jp < n_panels; ++jp) {
           const long width = std::min(NR, n_out - jp * NR);
-          const bool full = width == NR && count == MR;
-          T* c = full ? tile + jp * NR : edge;
-          const long ldc = full ? n_out : NR;
-          if (!full)  // the edge tile starts from y (when accumulating) or from zeros
-            for (long r = 0; r < MR; ++r)
-              for (long q = 0; q < NR; ++q)
-                edge[r * NR + q] = accumulate && r < count && q < width ? tile[r * n_out + jp * NR + q] : T(0);
-          const T* panel = bpack.data() + jp * NR * k;
-          T beta = full ? first_beta : T(1);
-          for (long i = 0; i < a.kh; ++i) {
-            const T* rows0 = a.image + ((n * a.rows + u * a.sh + i * a.dh) * a.cols + v0 * a.sw) * a.c;
-            for (long q0 = 0; q0 < seg; q0 += KC) {
-              const long depth = std::min(KC, seg - q0);
-              const T* src = rows0 + q0;
-              long ld = lda;
-              if ((src - a.image) + (MR - 1) * lda + depth > size) {  // the tile would read past the buffer
-                for (long r = 0; r < MR; ++r) {
-                  if (r < count) copy(apack + r * depth, src + r * lda, depth);
-                  else zero(apack + r * depth, depth);
-                }
-                src = apack, ld = depth;
-              }
-              kernel(depth, src, ld, panel + (i * seg + q0) * NR, NR, c, ldc, T(1), beta);
-              beta = T(1);
-            }
-          }
-          if (!full)
-            for (long r = 0; r < count; ++r)
-              for (long q = 0; q < width; ++q) tile[r * n_out + jp * NR + q] = edge[r * NR + q];
+          load_edge(edge, pix, count, jp, width);
+          for (long p = 0; p < k; p += KC)
+            kernel(std::min(KC, k - p), apack + p, k, bpack.data() + jp * NR * k + p * NR, NR, edge, NR, T(1), T(1));
+          store_edge(edge, pix, count, jp, width);
         }
-        if (relu) detail::relu_tile(tile, n_out, count, n_out);
+        if (relu)
+          for (long r = 0; r < count; ++r) detail::relu_tile(pix[r], n_out, 1, n_out);
       }
     }
   });
@@ -436,7 +478,7 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, long o, const Wind
       for (long i = begin; i < end; ++i) std::copy(b, b + o, y + i * o);
     });
   }
-  if (g.dw == 1 && in_place_pays<T>(g.wo, g.c, k, o)) {
+  if (g.dw == 1 && in_place_pays<T>(k, o)) {
     const auto plan = in_place_plan(x, g.n, g.h, g.w, g.c, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.dh, -g.pt, -g.pl);
     return conv_in_place(plan, w, o, y, b != nullptr, relu);
   }
@@ -462,7 +504,7 @@ void conv2d_backward_data(const T* dy, const T* w, T* dx, long o, const Window& 
       for (long co = 0; co < o; ++co) wt[(tap * o + co) * g.c + ci] = w[((taps - 1 - tap) * g.c + ci) * o + co];
   const StridedMatrix<T> filters{wt.data(), g.c, 1};
   const long m = g.n * g.h * g.w;
-  if (g.sh == 1 && g.sw == 1 && g.dw == 1 && in_place_pays<T>(g.w, o, taps * o, g.c)) {
+  if (g.sh == 1 && g.sw == 1 && g.dw == 1 && in_place_pays<T>(taps * o, g.c)) {
     // Flipped tap (i, j) of input pixel (ih, iw) reads dy pixel (ih + pt - (kh-1-i)*dh, iw + pl - (kw-1-j)).
     const auto plan = in_place_plan(dy, g.n, g.ho, g.wo, o, g.h, g.w, g.kh, g.kw, 1L, 1L, g.dh,
                                     g.pt - (g.kh - 1) * g.dh, g.pl - (g.kw - 1));
