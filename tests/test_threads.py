@@ -176,3 +176,31 @@ def test_inputs_never_modified(backend, rng, case, dtype):
     for a, (copy, strides, _) in zip(arrays, before):
         assert_exact(a, copy)
         assert a.strides == strides
+
+
+@pytest.fixture
+def restore_flush_denormal():
+    yield
+    zg.set_flush_denormal(False)
+
+
+@pytest.mark.skipif("cpp" not in zg.kernels.available_backends(), reason="the cpp backend is not built here")
+def test_flush_denormal_applies_to_kernels_on_every_thread_only(rng, restore_num_threads, restore_flush_denormal):
+    """With flushing on, denormal inputs read as 0 in every thread of a kernel (the product of
+    two halves of the output, computed by the caller and by a worker); NumPy on the calling
+    thread keeps IEEE denormals; off again, the kernels are IEEE again."""
+    tiny = np.finfo(np.float32).tiny
+    a = np.full((256, 64), tiny / 4, np.float32)  # denormal
+    b = np.ones((64, 256), np.float32)
+    zg.set_num_threads(2)
+    with zg.kernels.use_backend("cpp"):
+        assert zg.get_flush_denormal() is False
+        assert np.all(zg.kernels.gemm(a, b) > 0)
+        with pytest.raises(TypeError, match="argument 'enabled'"):
+            zg.set_flush_denormal(1)
+        zg.set_flush_denormal(True)
+        assert zg.get_flush_denormal() is True
+        assert np.all(zg.kernels.gemm(a, b) == 0)
+        assert np.float32(tiny / 4) * np.float32(1.5) > 0  # NumPy, on this thread: unaffected
+        zg.set_flush_denormal(False)
+        assert np.all(zg.kernels.gemm(a, b) > 0)
