@@ -223,3 +223,18 @@ def test_gemm_hypothesis(backend, m, n, k, trans_a, trans_b, dtype, alpha, beta,
     check(got, expected, k, dtype)
     if with_out:
         check(out, expected, k, dtype)
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (-1.5, 0.0), (0.5, 2.0), (0.0, 1.0)])
+@pytest.mark.parametrize("shape", [(32, 1600, 128), (1, 4, 16), (5, 97, 33), (64, 300, 17), (65, 300, 17)], ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_few_rows_times_transposed_b(backend, rng, shape, alpha, beta, trans_a, dtype):
+    """A few rows times a large transposed B (a dense layer's dX): computed as the transposed
+    product; alpha, beta and out as everywhere (beta 0 never reads out, NaN included)."""
+    m, n, k = shape
+    a, b = operands(rng, m, n, k, dtype, trans_a=trans_a, trans_b=True)
+    out = data(rng, (m, n), dtype) if beta else np.full((m, n), np.nan, dtype)
+    expected = oracle(a, b, out, trans_a=trans_a, trans_b=True, alpha=alpha, beta=beta)
+    zg.kernels.gemm(a, b, out, trans_a=trans_a, trans_b=True, alpha=alpha, beta=beta)
+    check(out, expected, k, dtype)

@@ -235,6 +235,20 @@ void gemm(bool trans_a, bool trans_b, long m, long n, long k, T alpha, const T* 
           long ldb, T beta, T* c, long ldc) {
   StridedMatrix<T> A{a, trans_a ? 1 : lda, trans_a ? lda : 1};
   StridedMatrix<T> B{b, trans_b ? 1 : ldb, trans_b ? ldb : 1};
+  // A few rows times a large transposed B (a dense layer's dX = dY W^T): packing B would
+  // transpose all of it, element by element, for a product that uses each element m times.
+  // The transposed product C^T = op(B)^T op(A)^T reads that B in place as its A, and
+  // transposes only the small C.
+  if (trans_b && m <= 64 && n >= 4 * m && k >= 16) {
+    T* ct = scratch<T>(kSlotConv, n * m);
+    gemm_driver<T>(n, m, k, StridedMatrix<T>{b, ldb, 1}, StridedMatrix<T>{a, A.cs, A.rs}, ct, m, alpha, T(0));
+    parallel_for(m, 8, [&](long first, long last) {
+      for (long i = first; i < last; ++i)
+        for (long j = 0; j < n; ++j)
+          c[i * ldc + j] = beta == T(0) ? ct[j * m + i] : ct[j * m + i] + beta * c[i * ldc + j];
+    });
+    return;
+  }
   gemm_driver<T>(m, n, k, A, B, c, ldc, alpha, beta);
 }
 
