@@ -6,6 +6,7 @@ import importlib.metadata
 import inspect
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -262,3 +263,149 @@ def test_cli_info(name):
     assert r.returncode == 0, r.stderr
     assert name in r.stdout
     assert zg.__version__ in r.stdout
+
+
+# ---- the GPU backend and the matmul precision, as seen from a machine with or without a GPU ----
+
+CUDA_HERE = "cuda" in zg.kernels.available_backends()
+
+
+class _ForeignGpuArray:
+    """Stands in for a GPU array on a machine where the cuda backend is unavailable: anything
+    with __cuda_array_interface__ is taken for one."""
+    __cuda_array_interface__ = {"shape": (3, 4), "typestr": "<f4", "data": (0, False), "version": 3}
+    shape, dtype, ndim = (3, 4), np.dtype(np.float32), 2
+
+
+def test_cuda_is_a_known_backend():
+    assert "cuda" in _backends.KNOWN and _backends.DEVICES["cuda"] == "cuda"
+    assert _backends.AUTO_ORDER == ("cpp", "numba", "numpy")   # never chosen automatically for NumPy arrays
+
+
+@pytest.mark.skipif(CUDA_HERE, reason="the cuda backend is available here")
+def test_cuda_unavailable_is_reported_with_a_reason():
+    reasons = _backends.unavailable_reasons()
+    assert "cuda" in reasons and reasons["cuda"].strip()
+    assert "cuda" not in zg.kernels.available_backends()
+    info = zg.info()
+    assert "cuda" not in info["backends_available"]
+    assert info["cuda"]["devices"] == 0 or not info["cuda"]["built"]
+
+
+@pytest.mark.skipif(CUDA_HERE, reason="the cuda backend is available here")
+@pytest.mark.parametrize("call", [
+    lambda g: zg.kernels.gemm(g, g),
+    lambda g: zg.kernels.conv2d(g, g),
+    lambda g: zg.kernels.conv2d_backward_data(g, g, (1, 5, 5, 2)),
+    lambda g: zg.kernels.conv2d_backward_weight(g, g, (3, 3, 2, 4)),
+    lambda g: zg.kernels.max_pool2d(g),
+    lambda g: zg.kernels.max_pool2d_backward(g, g),
+    lambda g: zg.kernels.avg_pool2d(g),
+    lambda g: zg.kernels.avg_pool2d_backward(g, g),
+    lambda g: zg.kernels.relu(g),
+    lambda g: zg.kernels.relu_backward(g, g),
+    lambda g: zg.kernels.adam_update(g, g, g, g, alpha=0.1),
+], ids=["gemm", "conv2d", "conv2d_backward_data", "conv2d_backward_weight", "max_pool2d", "max_pool2d_backward",
+        "avg_pool2d", "avg_pool2d_backward", "relu", "relu_backward", "adam_update"])
+def test_gpu_arrays_without_a_gpu_backend_are_a_runtime_error(call):
+    with pytest.raises(RuntimeError, match=r"\(\): got GPU \(CuPy\) arrays, but no GPU backend is available here "
+                                           r"\(cuda: .+\)"):
+        call(_ForeignGpuArray())
+
+
+@pytest.mark.skipif(not CUDA_HERE, reason="needs the cuda backend")
+def test_foreign_gpu_arrays_are_refused_by_name():
+    with pytest.raises(TypeError, match=r"gemm\(\): argument 'a' must be a NumPy or CuPy array"):
+        zg.kernels.gemm(_ForeignGpuArray(), np.ones((4, 5), np.float32))
+
+
+def test_numpy_arrays_run_on_the_cpu_whatever_the_current_backend(monkeypatch):
+    """The current backend applies to arrays of its device; NumPy arrays under a GPU backend run
+    on the automatic CPU choice (here the GPU backend is faked: a namespace that must not be called)."""
+    monkeypatch.setitem(_backends._loaded, "cuda", object())
+    token = _backends._scoped.set("cuda")
+    try:
+        got = zg.kernels.gemm(np.ones((2, 3)), np.ones((3, 2)))
+        assert zg.kernels.get_backend() == "cuda"
+    finally:
+        _backends._scoped.reset(token)
+    np.testing.assert_array_equal(got, 3.0)
+
+
+def test_matmul_precision_setting():
+    assert zg.kernels.get_matmul_precision() == "float32"
+    zg.kernels.set_matmul_precision("TF32")
+    try:
+        assert zg.kernels.get_matmul_precision() == "tf32"
+        with zg.kernels.matmul_precision("bf16") as chosen:
+            assert chosen == "bf16" == zg.kernels.get_matmul_precision()
+            with cf.ThreadPoolExecutor(1) as pool:      # scoped to this thread
+                assert pool.submit(zg.kernels.get_matmul_precision).result() == "tf32"
+        assert zg.kernels.get_matmul_precision() == "tf32"
+    finally:
+        zg.kernels.set_matmul_precision("float32")
+    assert zg.kernels.get_matmul_precision() == "float32"
+    for name in ("set_matmul_precision", "get_matmul_precision", "matmul_precision"):
+        assert name in zg.kernels.__all__ and name in (zg.kernels.__doc__ or "")
+
+
+@pytest.mark.parametrize("value,exc", [("fp16", ValueError), ("", ValueError), (None, TypeError), (32, TypeError),
+                                       (b"tf32", TypeError)])
+def test_matmul_precision_refuses(value, exc):
+    with pytest.raises(exc, match=r"set_matmul_precision\(\): argument 'precision' must be one of"):
+        zg.kernels.set_matmul_precision(value)
+    with pytest.raises(exc, match=r"matmul_precision\(\): argument 'precision' must be one of"):
+        with zg.kernels.matmul_precision(value):
+            pass
+    assert zg.kernels.get_matmul_precision() == "float32"
+
+
+def test_matmul_precision_is_ignored_on_the_cpu(backend, rng):
+    """The CPU always computes in full precision: the setting leaves NumPy results bit-identical;
+    only asking gemm itself for tf32/bf16 with NumPy arrays is an error."""
+    a, b = rng.standard_normal((17, 33)).astype(np.float32), rng.standard_normal((33, 9)).astype(np.float32)
+    x, w = rng.standard_normal((2, 6, 6, 3)).astype(np.float32), rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    plain = zg.kernels.gemm(a, b), zg.kernels.conv2d(x, w)
+    with zg.kernels.matmul_precision("bf16"):
+        low = zg.kernels.gemm(a, b), zg.kernels.conv2d(x, w)
+        np.testing.assert_array_equal(zg.kernels.gemm(a, b, precision="float32"), plain[0])
+    for p, q in zip(plain, low):
+        np.testing.assert_array_equal(p, q)
+    with pytest.raises(ValueError, match=r"gemm\(\): argument 'precision' must be 'float32' or None for NumPy"):
+        zg.kernels.gemm(a, b, precision="tf32")
+
+
+def test_importing_and_cpu_kernels_do_not_import_cupy():
+    r = run_python("import sys, numpy as np, zengrad as zg; zg.kernels.gemm(np.ones((2, 2)), np.ones((2, 2))); "
+                   "zg.kernels.max_pool2d(np.ones((1, 2, 2, 1))); print('cupy' in sys.modules)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
+
+
+def test_cuda_module_is_built_where_nvcc_is(metadata):
+    """CMake builds zengrad._cuda whenever it finds a CUDA compiler: with nvcc on PATH (as in CI)
+    the module must exist, import without a GPU, and report the devices it sees (0 here)."""
+    try:
+        cuda = importlib.import_module("zengrad._cuda")
+    except ImportError:
+        if shutil.which("nvcc") is None and not os.environ.get("CUDACXX"):
+            pytest.skip("no CUDA compiler here: zengrad._cuda is not built")
+        raise
+    archs = cuda.compiled_architectures()
+    assert archs and all(isinstance(a, int) and a >= 50 for a in archs)
+    count, why = cuda.device_status()
+    assert isinstance(count, int) and count >= 0 and cuda.device_count() == count
+    assert (why is None) == (count > 0)
+    assert cuda.runtime_version() >= 11000
+    info = zg.info()["cuda"]
+    assert info["built"] and info["architectures"] == archs and info["devices"] == count
+
+
+def test_cuda_module_without_a_device_raises_instead_of_crashing():
+    cuda = pytest.importorskip("zengrad._cuda")
+    if cuda.device_count() > 0:
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="zengrad._cuda"):
+        cuda.gemm("float32", 0, False, False, 2, 2, 2, 1.0, 256, 2, 256, 2, 0.0, 256, 2, 0, 0)
+    with pytest.raises(ValueError):                     # argument checks come first
+        cuda.gemm("float16", 0, False, False, 2, 2, 2, 1.0, 256, 2, 256, 2, 0.0, 256, 2, 0, 0)

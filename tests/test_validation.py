@@ -105,6 +105,11 @@ CASES = [
     Bad("alpha-nan", "gemm", lambda k: gemm(k, alpha=float("nan")), ValueError, "alpha"),
     Bad("beta-inf", "gemm", lambda k: gemm(k, out=z(3, 5), beta=float("inf")), ValueError, "beta"),
     Bad("beta-array", "gemm", lambda k: gemm(k, beta=np.ones(2)), TypeError, "beta"),
+    # ---- gemm: precision (tf32/bf16 exist for float32 on a GPU only) ----
+    Bad("precision-int", "gemm", lambda k: gemm(k, precision=1), TypeError, "precision"),
+    Bad("precision-unknown", "gemm", lambda k: gemm(k, precision="fp16"), ValueError, "precision"),
+    Bad("precision-tf32-numpy", "gemm", lambda k: gemm(k, precision="tf32"), ValueError, "precision"),
+    Bad("precision-bf16-numpy", "gemm", lambda k: gemm(k, precision="BF16"), ValueError, "precision"),
 
     # ---- conv2d ----
     Bad("x-list", "conv2d", lambda k: conv(k, x=[[[[0.0]]]]), TypeError, "x"),

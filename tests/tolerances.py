@@ -97,3 +97,20 @@ def assert_exact(actual, expected, *, what: str = "") -> None:
         prefix = f"{what}: " if what else ""
         raise AssertionError(f"{prefix}{int(diff.sum())} of {actual.size} elements not bit-identical; first at "
                              f"{where}: got {actual[where]!r}, expected {expected[where]!r}")
+
+
+# ---- GPU tensor cores: float32 inputs rounded to TF32 or BF16, float32 accumulation ----
+# Rounding each input to nearest with p mantissa bits moves a product by at most 2 * 2^-(p+1)
+# relative; over a sum of K random terms that is a random walk of the same relative size as the
+# sum itself, so the bound on |error| / rms(expected) does not grow with K, unlike the
+# accumulation error (which still applies, in float32).
+ROUNDED_INPUT_EPS = {"tf32": 2.0**-10, "bf16": 2.0**-7}
+
+
+def rounded_input_factor(precision: str, reduction: int) -> float:
+    """`factor` for assert_close(..., dtype=np.float32) of a result whose inputs were rounded to
+    `precision` ("float32": none): tolerance = SAFETY * (2 eps_in + eps32 sqrt(reduction))."""
+    if precision == "float32":
+        return 1.0
+    eps32 = float(np.finfo(np.float32).eps)
+    return 1.0 + 2.0 * ROUNDED_INPUT_EPS[precision] / (eps32 * math.sqrt(max(int(reduction), 1)))
