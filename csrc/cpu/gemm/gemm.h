@@ -158,7 +158,9 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
   // panels of operands with contiguous rows); the ragged edges are still packed.
   long lda_direct = 0, ldb_direct = 0;
   const bool small_m = m <= MC;
-  const bool a_direct = small_m && A.direct(0, 0, &lda_direct) != nullptr;
+  // So is A with a single panel of B: each of its elements serves one micro-tile, and packing
+  // would copy it only to read it once.
+  const bool a_direct = (small_m || n <= NR) && A.direct(0, 0, &lda_direct) != nullptr;
   const bool b_direct = small_m && B.direct(0, 0, &ldb_direct) != nullptr;
 
   for (long jc = 0; jc < n; jc += NC) {
