@@ -394,6 +394,20 @@ def test_adam_update(cp, rng, dtype):
         assert_close(host(got), expected, 4, dtype=dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_update_stores_tiny_moments_as_zero(cp, dtype):
+    tiny = np.finfo(dtype).tiny
+    m = np.array([tiny * 1.05, -tiny * 1.05, tiny * 1.05, 0.5, 0.0, np.nan, tiny * 1.05], dtype)
+    v = np.array([tiny * 1.0005, tiny * 1.0005, 0.25, 0.25, 0.0, 0.25, np.nan], dtype)
+    grad, param = np.zeros_like(m), np.ones_like(m)
+    gp, gg, gm, gv = on_gpu(cp, param, grad, m, v)
+    zg.kernels.adam_update(gp, gg, gm, gv, alpha=1e-3)
+    R.adam_update(param, grad, m, v, alpha=1e-3)
+    np.testing.assert_array_equal(host(gm), m)
+    np.testing.assert_array_equal(host(gv), v)
+    assert_close(host(gp), param, 4, dtype=dtype)
+
+
 # ---- devices, errors, streams ----
 
 def test_mixed_devices_are_type_errors_naming_the_argument(cp, rng):

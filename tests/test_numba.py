@@ -82,9 +82,10 @@ def test_without_the_compiled_module_numba_takes_over(tmp_path):
     backend, available, cpu_loaded, unavailable, warned, losses = eval(done.stdout.strip().splitlines()[-1])
     assert losses[-1] < 0.8 * losses[0], losses
     assert backend == "numba"
-    assert available == ["numba", "numpy"]
+    cpu_backends = ("cpp", "numba", "numpy")   # the GPU backend may or may not load beside them
+    assert [n for n in available if n in cpu_backends] == ["numba", "numpy"]
     assert not cpu_loaded
-    assert unavailable == ["cpp"]
+    assert [n for n in unavailable if n in cpu_backends] == ["cpp"]
     assert len(warned) == 1, warned
     assert "'cpp' backend is unavailable" in warned[0] and "blocked by the test" in warned[0]
     assert "'numba'" in warned[0]

@@ -103,12 +103,19 @@ def avg_pool2d_backward(dy, x, g):
     return dx
 
 
-# The CPU kernels' formulas (elementwise.cpp): NaN passes relu; 1 - beta rounded once to T.
+# The CPU kernels' formulas (elementwise.cpp): NaN passes relu; 1 - beta rounded once to T;
+# moments below the smallest normal number are stored as 0 (as the reference).
 _relu = cupy.ElementwiseKernel("T x", "T y", "y = x < (T)0 ? (T)0 : x", "zengrad_relu")
 _relu_backward = cupy.ElementwiseKernel("T dy, T y", "T dx", "dx = y > (T)0 ? dy : (T)0", "zengrad_relu_backward")
 _adam = cupy.ElementwiseKernel(
-    "T g, T keep_1, T keep_2, T alpha, T epsilon", "T p, T m, T v",
-    "m += (g - m) * keep_1; v += (g * g - v) * keep_2; p -= alpha * m / (sqrt(v) + epsilon);",
+    "T g, T keep_1, T keep_2, T alpha, T epsilon, T tiny", "T p, T m, T v",
+    """
+    const T mi = m + (g - m) * keep_1;
+    const T vi = v + (g * g - v) * keep_2;
+    m = fabs(mi) < tiny ? (T)0 : mi;
+    v = fabs(vi) < tiny ? (T)0 : vi;
+    p -= alpha * m / (sqrt(v) + epsilon);
+    """,
     "zengrad_adam_update")
 
 
@@ -122,7 +129,7 @@ def relu_backward(dy, y):
 
 def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
     t = param.dtype.type
-    _adam(grad, t(1.0 - beta_1), t(1.0 - beta_2), t(alpha), t(epsilon), param, m, v)
+    _adam(grad, t(1.0 - beta_1), t(1.0 - beta_2), t(alpha), t(epsilon), np.finfo(param.dtype).tiny, param, m, v)
 
 
 BACKEND = types.SimpleNamespace(
