@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "cuda/kernels.h"
 
@@ -83,6 +84,17 @@ struct Vec16<double> {
     v[1] = q.y;
   }
 };
+
+// Launches `kernel` on `stream`. The one place with the <<<>>> syntax: the CPU emulation that
+// tests the kernels' index logic without a GPU (tests/cuda_emulation) brings its own launch.
+#ifdef ZG_CUDA_EMULATION
+using zg_emulation::launch;
+#else
+template <class... P, class... A>
+void launch(void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t stream, A&&... args) {
+  kernel<<<grid, block, 0, stream>>>(std::forward<A>(args)...);
+}
+#endif
 
 inline bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 

@@ -335,16 +335,16 @@ void conv2d_backward_weight(const T* x, const T* dy, T* dw, T* db, T* workspace,
   run_gemm<T>(a, b, SplitEpilogue<T>{parts, o, count}, r, o, p, s.splits, s.k_split, precision, stream,
               "conv2d_backward_weight");
   if (s.splits > 1) {
-    sum_splits<<<grid_for(count, 256), 256, 0, stream>>>(parts, s.splits, count, dw);
+    launch(sum_splits<T>, dim3(grid_for(count, 256)), dim3(256), stream, parts, s.splits, count, dw);
     check_launch("conv2d_backward_weight (sum of the splits)");
   }
   if (db != nullptr) {
     T* part = s.chunks > 1 ? workspace + (s.splits > 1 ? s.splits * count : 0) : db;
     const dim3 grid(unsigned(ceil_div(o, 32)), unsigned(s.chunks));
-    column_sums<<<grid, dim3(32, kSumLanes), 0, stream>>>(dy, p, o, s.bias_rows, part);
+    launch(column_sums<T>, grid, dim3(32, kSumLanes), stream, dy, p, o, s.bias_rows, part);
     check_launch("conv2d_backward_weight (bias)");
     if (s.chunks > 1) {
-      sum_splits<<<grid_for(o, 256), 256, 0, stream>>>(part, s.chunks, i64(o), db);
+      launch(sum_splits<T>, dim3(grid_for(o, 256)), dim3(256), stream, part, s.chunks, i64(o), db);
       check_launch("conv2d_backward_weight (bias sum)");
     }
   }

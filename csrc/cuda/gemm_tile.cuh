@@ -222,9 +222,13 @@ struct SimtConfig {
 // rows k + t; 4 mod 32 for BF16, where it reads rows k + 2t and k + 2t + 1).
 
 __device__ inline unsigned to_tf32(float x) {
+#ifdef ZG_CUDA_EMULATION
+  return zg_emulation::to_tf32(x);
+#else
   unsigned r;
   asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
   return r;
+#endif
 }
 
 // Two floats rounded to bf16 and packed: `lo` (the smaller k) in the low half, as mma expects.
@@ -258,6 +262,8 @@ struct Tf32 {
         "{%0, %1, %2, %3};"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(ZG_CUDA_EMULATION)
+    zg_emulation::mma_m16n8k8_tf32(d, a, b);
 #else
     __trap();  // the host never selects tensor cores below compute capability 8.0
 #endif
@@ -289,6 +295,8 @@ struct Bf16 {
         "{%0, %1, %2, %3};"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(ZG_CUDA_EMULATION)
+    zg_emulation::mma_m16n8k16_bf16(d, a, b);
 #else
     __trap();
 #endif
@@ -402,7 +410,8 @@ void launch_gemm(const OpA& a, const OpB& b, const Epi& epi, int M, int N, i64 K
   if (tiles_m * tiles_n > INT_MAX || splits < 1 || splits > 65535)
     throw std::invalid_argument(std::string(what) + ": problem too large for one launch");
   const dim3 grid(unsigned(tiles_m * tiles_n), 1, unsigned(splits));
-  gemm_kernel<Cfg><<<grid, kThreads, 0, stream>>>(a, b, epi, M, N, K, k_split, int(tiles_m), int(tiles_n));
+  launch(gemm_kernel<Cfg, OpA, OpB, Epi>, grid, dim3(kThreads), stream, a, b, epi, M, N, K, k_split, int(tiles_m),
+         int(tiles_n));
   check_launch(what);
 }
 

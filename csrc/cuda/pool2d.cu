@@ -147,9 +147,10 @@ void max_pool2d(const T* x, T* y, std::int32_t* indices, const Geometry& g, cuda
   const i64 total = i64(g.n) * g.ho * g.wo * g.c;
   if (total == 0) return;
   if (fits_int(total))
-    max_pool_forward<T, int><<<grid_for(total, kBlock), kBlock, 0, stream>>>(x, y, indices, g, int(total));
+    launch(max_pool_forward<T, int>, dim3(grid_for(total, kBlock)), dim3(kBlock), stream,
+           x, y, indices, g, int(total));
   else
-    max_pool_forward<T, i64><<<grid_for(total, kBlock), kBlock, 0, stream>>>(x, y, indices, g, total);
+    launch(max_pool_forward<T, i64>, dim3(grid_for(total, kBlock)), dim3(kBlock), stream, x, y, indices, g, total);
   check_launch("max_pool2d");
 }
 
@@ -158,9 +159,9 @@ void avg_pool2d(const T* x, T* y, const Geometry& g, cudaStream_t stream) {
   const i64 total = i64(g.n) * g.ho * g.wo * g.c;
   if (total == 0) return;
   if (fits_int(total))
-    avg_pool_forward<T, int><<<grid_for(total, kBlock), kBlock, 0, stream>>>(x, y, g, int(total));
+    launch(avg_pool_forward<T, int>, dim3(grid_for(total, kBlock)), dim3(kBlock), stream, x, y, g, int(total));
   else
-    avg_pool_forward<T, i64><<<grid_for(total, kBlock), kBlock, 0, stream>>>(x, y, g, total);
+    launch(avg_pool_forward<T, i64>, dim3(grid_for(total, kBlock)), dim3(kBlock), stream, x, y, g, total);
   check_launch("avg_pool2d");
 }
 
@@ -171,9 +172,11 @@ void max_pool2d_backward(const T* dy, const T* x, const std::int32_t* indices, T
   const i64 total = i64(g.n) * g.h * g.w * g.c;
   if (total == 0) return;
   if (fits_int(total))
-    pool_backward<true, T, int><<<grid_for(total, kBlock), kBlock, 0, stream>>>(dy, x, indices, dx, g, int(total));
+    launch(pool_backward<true, T, int>, dim3(grid_for(total, kBlock)), dim3(kBlock), stream,
+           dy, x, indices, dx, g, int(total));
   else
-    pool_backward<true, T, i64><<<grid_for(total, kBlock), kBlock, 0, stream>>>(dy, x, indices, dx, g, total);
+    launch(pool_backward<true, T, i64>, dim3(grid_for(total, kBlock)), dim3(kBlock), stream,
+           dy, x, indices, dx, g, total);
   check_launch("max_pool2d_backward");
 }
 
@@ -183,10 +186,11 @@ void avg_pool2d_backward(const T* dy, T* dx, const Geometry& g, cudaStream_t str
   const i64 total = i64(g.n) * g.h * g.w * g.c;
   if (total == 0) return;
   if (fits_int(total))
-    pool_backward<false, T, int><<<grid_for(total, kBlock), kBlock, 0, stream>>>(dy, nullptr, nullptr, dx, g,
-                                                                                 int(total));
+    launch(pool_backward<false, T, int>, dim3(grid_for(total, kBlock)), dim3(kBlock), stream,
+           dy, nullptr, nullptr, dx, g, int(total));
   else
-    pool_backward<false, T, i64><<<grid_for(total, kBlock), kBlock, 0, stream>>>(dy, nullptr, nullptr, dx, g, total);
+    launch(pool_backward<false, T, i64>, dim3(grid_for(total, kBlock)), dim3(kBlock), stream,
+           dy, nullptr, nullptr, dx, g, total);
   check_launch("avg_pool2d_backward");
 }
 
