@@ -25,6 +25,8 @@ from ._backends import check_precision as _check_precision
 from ._backends import current as _current
 from ._backends import current_gpu as _current_gpu
 
+_ndarray = np.ndarray
+
 __all__ = [
     "gemm", "conv2d", "conv2d_backward_data", "conv2d_backward_weight",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "relu", "relu_backward",
@@ -54,7 +56,7 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, p
     precision: None (the matmul-precision setting), "float32", "tf32" or "bf16"; only float32
     on a GPU computes in lower precision (NumPy arrays: "float32" or None).
     """
-    if isinstance(a, np.ndarray) or (gpu := _gpu("gemm", a)) is None:
+    if type(a) is _ndarray or (gpu := _gpu("gemm", a)) is None:
         if precision is not None:
             V.cpu_precision("gemm", precision)
         return _current().gemm(*V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta))
@@ -69,7 +71,7 @@ def conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1, activation=No
 
     activation="relu" returns max(y, 0), applied inside the kernel while y is in cache."""
     relu = V.activation("conv2d", activation)
-    if isinstance(x, np.ndarray) or (gpu := _gpu("conv2d", x)) is None:
+    if type(x) is _ndarray or (gpu := _gpu("conv2d", x)) is None:
         return _current().conv2d(*V.conv2d_args("conv2d", x, w, b, stride, padding, dilation), relu)
     with x.device:
         return gpu.conv2d(*V.conv2d_args("conv2d", x, w, b, stride, padding, dilation), relu)
@@ -78,7 +80,7 @@ def conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1, activation=No
 def conv2d_backward_data(dy, w, x_shape, *, stride=1, padding="valid", dilation=1):
     """dL/dx of conv2d: dy (N, Ho, Wo, O), w (kh, kw, C, O) -> dx of x_shape (N, H, W, C)."""
     func = "conv2d_backward_data"
-    if isinstance(dy, np.ndarray) or (gpu := _gpu(func, dy)) is None:
+    if type(dy) is _ndarray or (gpu := _gpu(func, dy)) is None:
         return _current().conv2d_backward_data(
             *V.conv2d_backward_data_args(func, dy, w, x_shape, stride, padding, dilation))
     with dy.device:
@@ -91,7 +93,7 @@ def conv2d_backward_weight(x, dy, w_shape, *, stride=1, padding="valid", dilatio
     with_bias=True returns (dw, db) with db = dy summed over N, Ho, Wo: (O,).
     """
     func = "conv2d_backward_weight"
-    if isinstance(x, np.ndarray) or (gpu := _gpu(func, x)) is None:
+    if type(x) is _ndarray or (gpu := _gpu(func, x)) is None:
         args = V.conv2d_backward_weight_args(func, x, dy, w_shape, stride, padding, dilation)
         return _current().conv2d_backward_weight(*args, V.flag(func, "with_bias", with_bias))
     with x.device:
@@ -105,7 +107,7 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding="valid", return_indices=F
     return_indices=True returns (y, indices): int32 (N, Ho, Wo, C), the pixel ih * W + iw of
     each window's first maximum, which max_pool2d_backward can use instead of searching again."""
     with_indices = V.flag("max_pool2d", "return_indices", return_indices)
-    if isinstance(x, np.ndarray) or (gpu := _gpu("max_pool2d", x)) is None:
+    if type(x) is _ndarray or (gpu := _gpu("max_pool2d", x)) is None:
         return _current().max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding), with_indices)
     with x.device:
         return gpu.max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding), with_indices)
@@ -116,7 +118,7 @@ def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid", ind
 
     `indices` from max_pool2d(..., return_indices=True) spares the search for the maxima."""
     func = "max_pool2d_backward"
-    if isinstance(dy, np.ndarray) or (gpu := _gpu(func, dy)) is None:
+    if type(dy) is _ndarray or (gpu := _gpu(func, dy)) is None:
         dy, x, g = V.pool_backward_args(func, dy, x, pool_size, stride, padding)
         winners = None if indices is None else V.pool_indices(func, indices, g, dy)
         return _current().max_pool2d_backward(dy, x, g, winners)
@@ -127,7 +129,7 @@ def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid", ind
 
 def relu(x):
     """max(x, 0), elementwise (NaN stays NaN); any shape."""
-    if isinstance(x, np.ndarray) or (gpu := _gpu("relu", x)) is None:
+    if type(x) is _ndarray or (gpu := _gpu("relu", x)) is None:
         return _current().relu(V.array("relu", "x", x))
     with x.device:
         return gpu.relu(V.array("relu", "x", x))
@@ -135,7 +137,7 @@ def relu(x):
 
 def relu_backward(dy, y):
     """dL/dx of relu: dy where y = relu(x) > 0, else 0; dy and y of one shape."""
-    if isinstance(dy, np.ndarray) or (gpu := _gpu("relu_backward", dy)) is None:
+    if type(dy) is _ndarray or (gpu := _gpu("relu_backward", dy)) is None:
         return _current().relu_backward(*V.relu_backward_args("relu_backward", dy, y))
     with dy.device:
         return gpu.relu_backward(*V.relu_backward_args("relu_backward", dy, y))
@@ -146,7 +148,7 @@ def adam_update(param, grad, m, v, *, alpha, beta_1=0.9, beta_2=0.999, epsilon=1
     m += (grad - m)(1 - beta_1); v += (grad² - v)(1 - beta_2); param -= alpha m / (sqrt(v) + epsilon),
     alpha = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t)."""
     func = "adam_update"
-    if isinstance(grad, np.ndarray) or (gpu := _gpu(func, grad)) is None:
+    if type(grad) is _ndarray or (gpu := _gpu(func, grad)) is None:
         _current().adam_update(*V.adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon))
         return
     with grad.device:
@@ -155,7 +157,7 @@ def adam_update(param, grad, m, v, *, alpha, beta_1=0.9, beta_2=0.999, epsilon=1
 
 def avg_pool2d(x, pool_size=2, *, stride=None, padding="valid"):
     """Mean over the real (unpadded) elements of each window; x (N, H, W, C) -> (N, Ho, Wo, C)."""
-    if isinstance(x, np.ndarray) or (gpu := _gpu("avg_pool2d", x)) is None:
+    if type(x) is _ndarray or (gpu := _gpu("avg_pool2d", x)) is None:
         return _current().avg_pool2d(*V.pool_args("avg_pool2d", x, pool_size, stride, padding))
     with x.device:
         return gpu.avg_pool2d(*V.pool_args("avg_pool2d", x, pool_size, stride, padding))
@@ -164,7 +166,7 @@ def avg_pool2d(x, pool_size=2, *, stride=None, padding="valid"):
 def avg_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid"):
     """dL/dx of avg_pool2d: each dy shared equally among its window's real elements; -> x.shape."""
     func = "avg_pool2d_backward"
-    if isinstance(dy, np.ndarray) or (gpu := _gpu(func, dy)) is None:
+    if type(dy) is _ndarray or (gpu := _gpu(func, dy)) is None:
         return _current().avg_pool2d_backward(*V.pool_backward_args(func, dy, x, pool_size, stride, padding))
     with dy.device:
         return gpu.avg_pool2d_backward(*V.pool_backward_args(func, dy, x, pool_size, stride, padding))

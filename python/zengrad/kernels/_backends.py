@@ -26,6 +26,7 @@ GPU_BACKENDS = ("cuda",)
 DEVICES = {"cpp": "cpu", "numba": "cpu", "numpy": "cpu", "cuda": "cuda"}
 
 _loaded: dict[str, types.SimpleNamespace] = {}
+_cpu_loaded: dict[str, types.SimpleNamespace] = {}  # the CPU ones among _loaded
 _why_unavailable: dict[str, str] = {}
 _default: str | None = None
 _cpu_default: str | None = None
@@ -41,6 +42,8 @@ def _load(name: str):
     try:
         module = importlib.import_module(f"zengrad.kernels._{name}_backend")
         _loaded[name] = module.BACKEND
+        if name in CPU_BACKENDS:
+            _cpu_loaded[name] = module.BACKEND
         return module.BACKEND
     except Exception as exc:  # an import error, a missing runtime, a broken build: all mean "not here"
         _why_unavailable[name] = f"{type(exc).__name__}: {exc}"
@@ -128,8 +131,10 @@ def use_backend(name: str):
 def current():
     """The backend for NumPy arrays: the current one if it runs on the CPU, else the automatic
     CPU choice. (The kernels' hot path: keep it to a lookup.)"""
-    name = get_backend()
-    return _loaded[name] if name in CPU_BACKENDS else _loaded[_auto_cpu()]
+    try:
+        return _cpu_loaded[get_backend()]
+    except KeyError:  # the current backend is a GPU backend
+        return _loaded[_auto_cpu()]
 
 
 def current_gpu(func: str):

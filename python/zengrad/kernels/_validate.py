@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_ndarray = np.ndarray
 
 
 def fail(exc, func: str, name: str, expected: str, got) -> None:
@@ -63,10 +64,11 @@ def same_device(func: str, reference_name: str, reference, name: str, value) -> 
 
 def same_dtype(func: str, reference_name: str, reference, **others) -> None:
     """Each of `others` (None skipped) on the device of `reference` and of its dtype."""
+    on_cpu = type(reference) is _ndarray
     for name, value in others.items():
         if value is None:
             continue
-        if type(value) is not np.ndarray or type(reference) is not np.ndarray:  # NumPy pairs: nothing to do
+        if not on_cpu or type(value) is not _ndarray:  # two plain NumPy arrays: nothing to check
             same_device(func, reference_name, reference, name, value)
         if value.dtype != reference.dtype:
             fail(TypeError, func, name, f"{reference.dtype} like '{reference_name}'", value.dtype)
@@ -276,7 +278,7 @@ def gemm_args(func, a, b, out, trans_a, trans_b, alpha, beta):
         fail(ValueError, func, "b", f"{k} rows in op(b) to match the {k} columns of op(a)",
              f"op(b) of shape {(k2, n)} (a {a.shape}, trans_a={trans_a}; b {b.shape}, trans_b={trans_b})")
     if out is None:
-        out, beta = (np.empty((m, n), a.dtype) if isinstance(a, np.ndarray)
+        out, beta = (np.empty((m, n), a.dtype) if type(a) is _ndarray
                      else empty_like_device(a, (m, n), a.dtype)), 0.0
     else:
         out = out_array(func, out, (m, n), a.dtype, *given)
