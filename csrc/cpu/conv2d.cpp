@@ -516,20 +516,87 @@ void conv2d_backward_data(const T* dy, const T* w, T* dx, long o, const Window& 
     gemm_driver<T>(m, g.c, taps * o, StridedFlippedOutputPatches<T>{dy, o, g}, filters, dx, g.c, T(1), T(0));
 }
 
+// Backward-weight with the image read in place (as conv_in_place reads it): for kernel row i,
+// dw_i (kw*c x o) sums, over output rows, P^T D, where P (grid_w x kw*c) holds the row's windows
+// at kernel row i (row stride sw*c; read as a column-major A with lda = sw*c) and D (grid_w x o)
+// is dy's row (a row-major B). Each call's depth is one output row's pixels; the C tiles live
+// in dw_part (k x o), with db_part (o), both zeroed here. Panels that would read past the end of
+// the image or of dy, and ragged tiles, go through small copies.
+template <class T>
+void backward_weight_in_place_rows(const InPlaceConv<T>& a, const T* dy, T* dw_part, T* db_part, long o, long first,
+                                   long last) {
+  const MicroKernel<T>& uk = microkernel<T>();
+  const MicroKernelFn<T> kernel = uk.column_major_a;
+  const long MR = uk.mr, NR = uk.nr, seg = a.kw * a.c, lda = a.sw * a.c, size = a.n * a.rows * a.cols * a.c;
+  T* apack = scratch<T>(kSlotPackA, (MR + NR) * a.grid_w);  // a copied A panel, then a copied B panel
+  T* bpack = apack + MR * a.grid_w;
+  alignas(64) T edge[16 * 64];  // one MR x NR tile of C
+  zero(dw_part, a.kh * seg * o);
+  zero(db_part, o);
+  for (long row = first; row < last; ++row) {
+    const long n = row / a.grid_h, u = row % a.grid_h;
+    const T* d = dy + row * a.grid_w * o;
+    for (long p = 0; p < a.grid_w; ++p)
+      for (long co = 0; co < o; ++co) db_part[co] += d[p * o + co];
+    for (long i = 0; i < a.kh; ++i) {
+      const long base = (n * a.rows + u * a.sh + i * a.dh) * a.cols * a.c;
+      for (long q0 = 0; q0 < seg; q0 += MR) {
+        const long height = std::min(MR, seg - q0);
+        const T* panel = a.image + base + q0;
+        long ld = lda;
+        if (base + q0 + (a.grid_w - 1) * lda + MR > size) {
+          for (long p = 0; p < a.grid_w; ++p)
+            for (long r = 0; r < MR; ++r) apack[p * MR + r] = r < height ? panel[p * lda + r] : T(0);
+          panel = apack, ld = MR;
+        }
+        T* c = dw_part + (i * seg + q0) * o;
+        for (long j0 = 0; j0 < o; j0 += NR) {
+          const long width = std::min(NR, o - j0);
+          if (height == MR && width == NR) {
+            kernel(a.grid_w, panel, ld, d + j0, o, c + j0, o, T(1), T(1));
+            continue;
+          }
+          const T* b = d + j0;
+          long ldb = o;
+          if (width < NR) {  // the panel would read past dy's row (and, at the end, past dy)
+            for (long p = 0; p < a.grid_w; ++p)
+              for (long q = 0; q < NR; ++q) bpack[p * NR + q] = q < width ? d[p * o + j0 + q] : T(0);
+            b = bpack, ldb = NR;
+          }
+          for (long r = 0; r < MR; ++r)
+            for (long q = 0; q < NR; ++q) edge[r * NR + q] = r < height && q < width ? c[r * o + j0 + q] : T(0);
+          kernel(a.grid_w, panel, ld, b, ldb, edge, NR, T(1), T(1));
+          for (long r = 0; r < height; ++r)
+            for (long q = 0; q < width; ++q) c[r * o + j0 + q] = edge[r * NR + q];
+        }
+      }
+    }
+  }
+}
+
 template <class T>
 void conv2d_backward_weight(const T* x, const T* dy, T* dw, T* db, long o, const Window& g) {
   // The sum over the batch's pixels is split into chunks whose size depends only on the shape;
-  // each chunk's partial dw is a GEMM of its own (run in parallel), and the partials are added
-  // in chunk order: parallel, yet bit-identical whatever the thread count.
+  // each chunk's partial dw is computed on its own (in parallel), and the partials are added in
+  // chunk order: parallel, yet bit-identical whatever the thread count.
   const long pixels = g.n * g.ho * g.wo, k = g.kh * g.kw * g.c, size = k * o;
-  if (g.c < 8) {  // few channels: direct, in chunks of whole output rows
+  const bool direct = g.c < 8;  // few channels: direct row sums
+  // Wide rows: the image read in place, one output row a call (narrow rows would load and store
+  // the C tiles for too little work).
+  const bool in_place = !direct && g.dw == 1 && g.wo >= 8 && in_place_pays<T>(k, o);
+  if (direct || in_place) {  // in chunks of whole output rows
     const long rows = g.n * g.ho, chunk = std::max<long>((rows + 15) / 16, (512 + g.wo - 1) / std::max(g.wo, 1L));
     const long chunks = std::max<long>((rows + chunk - 1) / chunk, 1);
     T* partial = scratch<T>(kSlotConv, chunks * (size + o));
+    const InPlaceConv<T> plan =
+        in_place ? in_place_plan(x, g.n, g.h, g.w, g.c, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.dh, -g.pt, -g.pl)
+                 : InPlaceConv<T>{};
     parallel_for(chunks, 1, [&](long begin, long end) {
       for (long ch = begin; ch < end; ++ch) {
         T* part = partial + ch * (size + o);
-        backward_weight_direct_rows(x, dy, part, part + size, o, ch * chunk, std::min(rows, (ch + 1) * chunk), g);
+        const long first = ch * chunk, last = std::min(rows, (ch + 1) * chunk);
+        if (direct) backward_weight_direct_rows(x, dy, part, part + size, o, first, last, g);
+        else backward_weight_in_place_rows(plan, dy, part, part + size, o, first, last);
       }
     });
     return add_partials(partial, chunks, size, o, dw, db);

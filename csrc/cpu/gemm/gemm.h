@@ -209,7 +209,7 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
             const T* bpanel = b_panel(kb, jp, &ldb);
             for (long ip = 0; ip * MR < mc; ++ip) {
               const long height = std::min(MR, mc - ip * MR);
-              long lda = kc;
+              long lda = A.layout() == PanelLayout::row_major ? kc : MR;  // of a packed panel
               const T* apanel = ip * MR < full_rows ? A.direct(ic + ip * MR, kb * KC, &lda) : apack + ip * MR * kc;
               T* cij = c + (ic + ip * MR) * ldc + jc + j;
               if (height == MR && width == NR) {

@@ -9,7 +9,8 @@ namespace zg {
 // c[0:MR, 0:NR] (row stride ldc) = alpha * A * B + beta * c, where B is a k x NR micro-panel
 // stored row by row (b[p * ldb + j]; ldb = NR when packed) and A an MR x k micro-panel in one
 // of two layouts:
-//   column-major  a[p * MR + r]    (lda unused): natural when A's source is stored transposed;
+//   column-major  a[p * lda + r]   (lda = MR when packed): natural when A's source is stored
+//                                  transposed (then it may also be read in place);
 //   row-major     a[r * lda + p]:  natural when A's rows are contiguous (plain A, convolutions),
 //                                  so packing is a plain copy of row pieces.
 // beta == 0 writes c without reading it (NaN in c is ignored).

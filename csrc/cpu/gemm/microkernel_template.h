@@ -29,7 +29,7 @@ void microkernel_body(long k, const typename V::T* __restrict a, long lda, const
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
     }
-    a += row_major ? 1 : MR;
+    a += row_major ? 1 : lda;
     b += ldb;
   }
 
