@@ -19,17 +19,27 @@ void microkernel_body(long k, const typename V::T* __restrict a, long lda, const
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
 
+  // Row-major panels: rows in groups of four, each read at 0-3 lda from its group's base pointer.
+  // Twelve row offsets would not fit in the general registers beside the loop's own, and the
+  // compiler spilled them inside the loop (+4% in place from L2; +2% column-major, from the
+  // unrolling by two).
+  constexpr int G = 4, groups = (MR + G - 1) / G;
+  const typename V::T* base[groups];
+#pragma GCC unroll 8
+  for (int q = 0; q < groups; ++q) base[q] = a + (row_major ? q * G * lda : 0);
+#pragma GCC unroll 2
   for (long p = 0; p < k; ++p) {
     typename V::reg bv[NV];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) bv[v] = V::loadu(b + v * W);
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
-      typename V::reg ar = V::broadcast(row_major ? a[r * lda] : a[r]);
+      typename V::reg ar = V::broadcast(row_major ? base[r / G][(r % G) * lda] : base[0][r]);
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
     }
-    a += row_major ? 1 : lda;
+#pragma GCC unroll 8
+    for (int q = 0; q < groups; ++q) base[q] += row_major ? 1 : lda;
     b += ldb;
   }
 
