@@ -128,6 +128,9 @@ void scale(long m, long n, T* c, long ldc, T beta) {
 
 // Enough work (flops) to be worth waking another thread for.
 constexpr double kMinFlopsPerThread = 2e6;
+// B micro-panels read by one thread in one pass over its A block are kept within this many
+// bytes, so that they stay in its L2 beside the A block.
+constexpr long kL2BlockBytes = 512L << 10;
 // The packed B (all of k for NC columns) is kept within this many bytes by narrowing NC.
 constexpr long kPackedBBytes = 16L << 20;
 
@@ -151,6 +154,7 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
   const long KC = (k + (k + uk.kc - 1) / uk.kc - 1) / ((k + uk.kc - 1) / uk.kc);
   const long NC = std::clamp(kPackedBBytes / (k * long(sizeof(T))) / NR * NR, NR, long(uk.nc));
   const long m_panels = (m + MR - 1) / MR, k_blocks = (k + KC - 1) / KC;
+  const long b_chunk = std::max(1L, kL2BlockBytes / (KC * NR * long(sizeof(T))));
   const int max_team = static_cast<int>(std::clamp(2.0 * m * n * k / kMinFlopsPerThread, 1.0, 1024.0));
   T* bpack = scratch<T>(kSlotPackB, (std::min(n, NC) + NR - 1) / NR * NR * k);
   // With few rows of A, each element of B serves few micro-tiles and packing B would cost about
@@ -203,28 +207,33 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
           // In place, only a ragged last panel of A needs packing.
           const long full_rows = a_direct ? mc / MR * MR : 0;
           if (full_rows < mc) A.pack_a(apack + full_rows * kc, ic + full_rows, mc - full_rows, kb * KC, kc, MR);
-          for (long jp = np0; jp < np1; ++jp) {
-            const long j = jp * NR, width = std::min(NR, nc - j);
+          // Tile (ip, jp) of the block: A micro-panel ip times B micro-panel jp.
+          auto tile = [&](long ip, long jp) {
+            const long height = std::min(MR, mc - ip * MR), width = std::min(NR, nc - jp * NR);
+            long lda = A.layout() == PanelLayout::row_major ? kc : MR;  // of a packed panel
+            const T* apanel = ip * MR < full_rows ? A.direct(ic + ip * MR, kb * KC, &lda) : apack + ip * MR * kc;
             long ldb;
             const T* bpanel = b_panel(kb, jp, &ldb);
-            for (long ip = 0; ip * MR < mc; ++ip) {
-              const long height = std::min(MR, mc - ip * MR);
-              long lda = A.layout() == PanelLayout::row_major ? kc : MR;  // of a packed panel
-              const T* apanel = ip * MR < full_rows ? A.direct(ic + ip * MR, kb * KC, &lda) : apack + ip * MR * kc;
-              T* cij = c + (ic + ip * MR) * ldc + jc + j;
-              if (height == MR && width == NR) {
-                kernel(kc, apanel, lda, bpanel, ldb, cij, ldc, alpha, beta_here);
-              } else {
-                kernel(kc, apanel, lda, bpanel, ldb, edge, NR, T(1), T(0));
-                for (long r = 0; r < height; ++r)
-                  for (long q = 0; q < width; ++q) {
-                    T& out = cij[r * ldc + q];
-                    out = beta_here == T(0) ? alpha * edge[r * NR + q] : alpha * edge[r * NR + q] + beta_here * out;
-                  }
-              }
-              if (epilogue == Epilogue::relu && kb == k_blocks - 1) detail::relu_tile(cij, ldc, height, width);
+            T* cij = c + (ic + ip * MR) * ldc + jc + jp * NR;
+            if (height == MR && width == NR) {
+              kernel(kc, apanel, lda, bpanel, ldb, cij, ldc, alpha, beta_here);
+            } else {
+              kernel(kc, apanel, lda, bpanel, ldb, edge, NR, T(1), T(0));
+              for (long r = 0; r < height; ++r)
+                for (long q = 0; q < width; ++q) {
+                  T& out = cij[r * ldc + q];
+                  out = beta_here == T(0) ? alpha * edge[r * NR + q] : alpha * edge[r * NR + q] + beta_here * out;
+                }
             }
-          }
+            if (epilogue == Epilogue::relu && kb == k_blocks - 1) detail::relu_tile(cij, ldc, height, width);
+          };
+          // The thread's B micro-panels in chunks that stay in L2 while every A micro-panel of the
+          // block passes over them; each A micro-panel stays in L1 for its chunk, and consecutive
+          // tiles lie side by side in the same rows of C (a stream the prefetchers follow, where
+          // walking down C's rows would touch 2 MR new lines in MR pages per tile).
+          for (long jq = np0; jq < np1; jq += b_chunk)
+            for (long ip = 0; ip * MR < mc; ++ip)
+              for (long jp = jq; jp < std::min(np1, jq + b_chunk); ++jp) tile(ip, jp);
         }
       }
     });

@@ -45,11 +45,11 @@ void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, do
 }  // namespace
 
 const MicroKernel<float>& microkernel_avx512_f32() {
-  static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 12, 32, 480, 256, 4096};
+  static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 12, 32, 960, 256, 4096};
   return table;
 }
 const MicroKernel<double>& microkernel_avx512_f64() {
-  static const MicroKernel<double> table{kernel_f64<PanelLayout::column_major>, kernel_f64<PanelLayout::row_major>, 12, 16, 240, 256, 2048};
+  static const MicroKernel<double> table{kernel_f64<PanelLayout::column_major>, kernel_f64<PanelLayout::row_major>, 12, 16, 480, 256, 2048};
   return table;
 }
 

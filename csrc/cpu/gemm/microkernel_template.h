@@ -32,6 +32,10 @@ void microkernel_body(long k, const typename V::T* __restrict a, long lda, const
     typename V::reg bv[NV];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) bv[v] = V::loadu(b + v * W);
+    // B streams from L2 (the driver keeps A's micro-panel in L1): ask for its row 8 steps ahead.
+#pragma GCC unroll 8
+    for (int v = 0; v < NV * W * int(sizeof(typename V::T)); v += 64)
+      __builtin_prefetch(reinterpret_cast<const char*>(b + 8 * ldb) + v, 0, 3);
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
       typename V::reg ar = V::broadcast(row_major ? base[r / G][(r % G) * lda] : base[0][r]);
