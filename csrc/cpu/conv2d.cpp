@@ -198,10 +198,11 @@ bool in_place_pays(long k, long n_out) {
   return k * n_out * long(sizeof(T)) <= (1L << 20);
 }
 
-// y (grid pixels x n_out, row stride n_out) = (accumulate: y +) conv of `a` with filters (k x n_out,
-// row-major, k = kh*kw*c), then max(., 0) when relu.
+// y (grid pixels x n_out, row stride n_out) = conv of `a` with filters (k x n_out, row-major,
+// k = kh*kw*c), plus bias (n_out; unless null), then max(., 0) when relu: bias and ReLU are
+// applied to each tile while it is in cache.
 template <class T>
-void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, T* y, bool accumulate, bool relu) {
+void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, const T* bias, T* y, bool relu) {
   const MicroKernel<T>& uk = microkernel<T>();
   const MicroKernelFn<T> kernel = uk.row_major_a;
   const long MR = uk.mr, NR = uk.nr, KC = uk.kc, seg = a.kw * a.c, k = a.kh * seg;
@@ -210,24 +211,30 @@ void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, T* y, 
   const StridedMatrix<T> b{filters, n_out, 1};
   b.pack_b(bpack.data(), 0, k, 0, n_out, NR);  // panel jp at jp*NR*k, row p at + p*NR
   const long size = a.n * a.rows * a.cols * a.c, grid_rows = a.n * a.grid_h;
-  const T first_beta = accumulate ? T(1) : T(0);
-  // Each grid row: tiles read in place over [0, in_place) (the last one partial, when at least
-  // 3/4 full), the rest gathered.
-  const long whole = a.grid_w / MR * MR;
-  const long in_place = 4 * (a.grid_w - whole) >= 3 * MR ? a.grid_w : whole;
-  const long leftover = a.grid_w - in_place;
+  // Each grid row: whole tiles from column 0, then its last `rest` columns as one more tile, read
+  // in place too: overlapping the previous tile (whose last columns it computes again, to the
+  // same values) when they are at least half a tile; partial when the row is narrower than a tile
+  // but fills 3/4 of one. Otherwise the rest are gathered, with those of the next grid rows, into
+  // whole tiles of patch rows.
+  const long whole = a.grid_w / MR * MR, rest = a.grid_w - whole;
+  const bool last_tile = whole > 0 ? 2 * rest >= MR : 4 * rest >= 3 * MR;
+  const long tiles = whole / MR + (rest > 0 && last_tile), leftover = last_tile ? 0 : rest;
 
   // Top-left element of the window of output pixel (grid row `row`, column v) at kernel row i.
   auto window = [&](long row, long v, long i) {
     const long n = row / a.grid_h, u = row % a.grid_h;
     return ((n * a.rows + u * a.sh + i * a.dh) * a.cols + v * a.sw) * a.c;
   };
-  // C tile (MR x NR) for the pixels `pix` (MR of them, `count` real) and panel jp, from the edge
-  // buffer: starts from y (accumulating) or 0, computed, then written back to those pixels.
-  auto load_edge = [&](T* edge, T* const* pix, long count, long jp, long width) {
-    for (long r = 0; r < MR; ++r)
-      for (long q = 0; q < NR; ++q) edge[r * NR + q] = accumulate && r < count && q < width ? pix[r][jp * NR + q] : T(0);
+  // The `count` rows of y at pix: + bias, then ReLU.
+  auto finish = [&](T* const* pix, long count) {
+    for (long r = 0; r < count; ++r) {
+      T* out = pix[r];
+      if (bias)
+        for (long q = 0; q < n_out; ++q) out[q] += bias[q];
+      if (relu) detail::relu_tile(out, n_out, 1, n_out);
+    }
   };
+  // An edge tile (MR x NR, computed apart) into the `count` pixels at pix, panel jp.
   auto store_edge = [&](const T* edge, T* const* pix, long count, long jp, long width) {
     for (long r = 0; r < count; ++r)
       for (long q = 0; q < width; ++q) pix[r][jp * NR + q] = edge[r * NR + q];
@@ -241,37 +248,43 @@ void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, T* y, 
     for (long group = first_group; group < last_group; ++group) {
       const long row0 = group * MR, row1 = std::min(grid_rows, row0 + MR);
       for (long row = row0; row < row1; ++row) {
-        for (long v0 = 0; v0 < in_place; v0 += MR) {
-          const long count = std::min(MR, in_place - v0);
+        for (long t = 0; t < tiles; ++t) {
+          const long v0 = std::min(t * MR, std::max(a.grid_w - MR, 0L)), count = std::min(MR, a.grid_w - v0);
           T* tile = y + (row * a.grid_w + v0) * n_out;
           for (long r = 0; r < MR; ++r) pix[r] = tile + r * n_out;
           for (long jp = 0; jp < n_panels; ++jp) {
             const long width = std::min(NR, n_out - jp * NR);
             const bool full = width == NR && count == MR;
             T* c = full ? tile + jp * NR : edge;
-            if (!full) load_edge(edge, pix, count, jp, width);
+            const long ldc = full ? n_out : NR;
             const T* panel = bpack.data() + jp * NR * k;
-            T beta = full ? first_beta : T(1);
-            for (long i = 0; i < a.kh; ++i) {
-              const T* rows0 = a.image + window(row, v0, i);
-              for (long q0 = 0; q0 < seg; q0 += KC) {
-                const long depth = std::min(KC, seg - q0);
-                const T* src = rows0 + q0;
-                long ld = lda;
-                if ((src - a.image) + (MR - 1) * lda + depth > size) {  // the tile would read past the buffer
-                  for (long r = 0; r < MR; ++r) {
-                    if (r < count) copy(apack + r * depth, src + r * lda, depth);
-                    else zero(apack + r * depth, depth);
+            // All kernel rows in one call (runs of seg steps, dh image rows apart; the filter rows
+            // follow on), unless a row is deeper than KC or the last would read past the buffer.
+            if (seg <= KC && window(row, v0, a.kh - 1) + (MR - 1) * lda + seg <= size) {
+              kernel(seg, a.image + window(row, v0, 0), lda, panel, NR, c, ldc, T(1), T(0), a.kh, a.dh * a.cols * a.c);
+            } else {
+              T beta = T(0);
+              for (long i = 0; i < a.kh; ++i) {
+                const T* rows0 = a.image + window(row, v0, i);
+                for (long q0 = 0; q0 < seg; q0 += KC) {
+                  const long depth = std::min(KC, seg - q0);
+                  const T* src = rows0 + q0;
+                  long ld = lda;
+                  if ((src - a.image) + (MR - 1) * lda + depth > size) {  // the tile would read past the buffer
+                    for (long r = 0; r < MR; ++r) {
+                      if (r < count) copy(apack + r * depth, src + r * lda, depth);
+                      else zero(apack + r * depth, depth);
+                    }
+                    src = apack, ld = depth;
                   }
-                  src = apack, ld = depth;
+                  kernel(depth, src, ld, panel + (i * seg + q0) * NR, NR, c, ldc, T(1), beta, 1, 0);
+                  beta = T(1);
                 }
-                kernel(depth, src, ld, panel + (i * seg + q0) * NR, NR, c, full ? n_out : NR, T(1), beta);
-                beta = T(1);
               }
             }
             if (!full) store_edge(edge, pix, count, jp, width);
           }
-          if (relu) detail::relu_tile(tile, n_out, count, n_out);
+          finish(pix, count);
         }
       }
       // The leftovers of the group's rows, MR at a time, as gathered patch rows (apack: MR x k).
@@ -283,19 +296,18 @@ void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, T* y, 
             zero(apack + r * k, k);
             continue;
           }
-          const long row = row0 + (p0 + r) / leftover, v = in_place + (p0 + r) % leftover;
+          const long row = row0 + (p0 + r) / leftover, v = whole + (p0 + r) % leftover;
           for (long i = 0; i < a.kh; ++i) copy(apack + r * k + i * seg, a.image + window(row, v, i), seg);
           pix[r] = y + (row * a.grid_w + v) * n_out;
         }
         for (long jp = 0; jp < n_panels; ++jp) {
           const long width = std::min(NR, n_out - jp * NR);
-          load_edge(edge, pix, count, jp, width);
           for (long p = 0; p < k; p += KC)
-            kernel(std::min(KC, k - p), apack + p, k, bpack.data() + jp * NR * k + p * NR, NR, edge, NR, T(1), T(1));
+            kernel(std::min(KC, k - p), apack + p, k, bpack.data() + jp * NR * k + p * NR, NR, edge, NR, T(1),
+                   p == 0 ? T(0) : T(1), 1, 0);
           store_edge(edge, pix, count, jp, width);
         }
-        if (relu)
-          for (long r = 0; r < count; ++r) detail::relu_tile(pix[r], n_out, 1, n_out);
+        finish(pix, count);
       }
     }
   });
@@ -473,14 +485,14 @@ ZG_MULTIVERSION void backward_weight_direct_rows(const T* x, const T* dy, T* dw_
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, long o, const Window& g, bool relu) {
   const long m = g.n * g.ho * g.wo, k = g.kh * g.kw * g.c;
+  if (g.dw == 1 && in_place_pays<T>(k, o)) {
+    const auto plan = in_place_plan(x, g.n, g.h, g.w, g.c, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.dh, -g.pt, -g.pl);
+    return conv_in_place(plan, w, o, b, y, relu);
+  }
   if (b) {
     parallel_for(m, 4096, [&](long begin, long end) {
       for (long i = begin; i < end; ++i) std::copy(b, b + o, y + i * o);
     });
-  }
-  if (g.dw == 1 && in_place_pays<T>(k, o)) {
-    const auto plan = in_place_plan(x, g.n, g.h, g.w, g.c, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.dh, -g.pt, -g.pl);
-    return conv_in_place(plan, w, o, y, b != nullptr, relu);
   }
   gemm_driver<T>(m, o, k, PixelPatches<T>::forward(x, g), StridedMatrix<T>{w, o, 1}, y, o, T(1), b ? T(1) : T(0),
                  relu ? Epilogue::relu : Epilogue::none);
@@ -508,7 +520,7 @@ void conv2d_backward_data(const T* dy, const T* w, T* dx, long o, const Window& 
     // Flipped tap (i, j) of input pixel (ih, iw) reads dy pixel (ih + pt - (kh-1-i)*dh, iw + pl - (kw-1-j)).
     const auto plan = in_place_plan(dy, g.n, g.ho, g.wo, o, g.h, g.w, g.kh, g.kw, 1L, 1L, g.dh,
                                     g.pt - (g.kh - 1) * g.dh, g.pl - (g.kw - 1));
-    return conv_in_place(plan, wt.data(), g.c, dx, false, false);
+    return conv_in_place(plan, wt.data(), g.c, static_cast<const T*>(nullptr), dx, false);
   }
   if (g.sh == 1 && g.sw == 1)
     gemm_driver<T>(m, g.c, taps * o, PixelPatches<T>::backward_data(dy, o, g), filters, dx, g.c, T(1), T(0));
@@ -519,58 +531,67 @@ void conv2d_backward_data(const T* dy, const T* w, T* dx, long o, const Window& 
 // Backward-weight with the image read in place (as conv_in_place reads it): for kernel row i,
 // dw_i (kw*c x o) sums, over output rows, P^T D, where P (grid_w x kw*c) holds the row's windows
 // at kernel row i (row stride sw*c; read as a column-major A with lda = sw*c) and D (grid_w x o)
-// is dy's row (a row-major B). Each call's depth is one output row's pixels; the C tiles live
-// in dw_part (k x o), with db_part (o), both zeroed here. Panels that would read past the end of
-// the image or of dy, and ragged tiles, go through small copies.
+// is dy's row (a row-major B). One call sums a few output rows of one image (runs of grid_w
+// steps, sh image rows apart; dy's rows follow on), about KC steps, so that the C tiles, which
+// live in dw_part (k x o), are loaded and stored once per KC steps; db_part (o) too, both zeroed
+// here. Panels that would read past the end of the image or of dy, and ragged tiles, go through
+// small copies.
 template <class T>
 void backward_weight_in_place_rows(const InPlaceConv<T>& a, const T* dy, T* dw_part, T* db_part, long o, long first,
                                    long last) {
   const MicroKernel<T>& uk = microkernel<T>();
   const MicroKernelFn<T> kernel = uk.column_major_a;
   const long MR = uk.mr, NR = uk.nr, seg = a.kw * a.c, lda = a.sw * a.c, size = a.n * a.rows * a.cols * a.c;
-  T* apack = scratch<T>(kSlotPackA, (MR + NR) * a.grid_w);  // a copied A panel, then a copied B panel
-  T* bpack = apack + MR * a.grid_w;
+  const long row_step = a.sh * a.cols * a.c;  // from one output row's windows to the next row's
+  const long rows_per_call = std::max(1L, (uk.kc + a.grid_w - 1) / a.grid_w);
+  const long max_depth = rows_per_call * a.grid_w;
+  T* apack = scratch<T>(kSlotPackA, (MR + NR) * max_depth);  // a copied A panel, then a copied B panel
+  T* bpack = apack + MR * max_depth;
   alignas(64) T edge[16 * 64];  // one MR x NR tile of C
   zero(dw_part, a.kh * seg * o);
   zero(db_part, o);
-  for (long row = first; row < last; ++row) {
-    const long n = row / a.grid_h, u = row % a.grid_h;
-    const T* d = dy + row * a.grid_w * o;
-    for (long p = 0; p < a.grid_w; ++p)
-      for (long co = 0; co < o; ++co) db_part[co] += d[p * o + co];
+  for (long p = first * a.grid_w; p < last * a.grid_w; ++p)
+    for (long co = 0; co < o; ++co) db_part[co] += dy[p * o + co];
+  for (long row0 = first; row0 < last;) {
+    const long n = row0 / a.grid_h, u0 = row0 % a.grid_h;
+    const long runs = std::min({rows_per_call, last - row0, a.grid_h - u0}), depth = runs * a.grid_w;
+    const T* d = dy + row0 * a.grid_w * o;
     for (long i = 0; i < a.kh; ++i) {
-      const long base = (n * a.rows + u * a.sh + i * a.dh) * a.cols * a.c;
+      const long base = (n * a.rows + u0 * a.sh + i * a.dh) * a.cols * a.c;
       for (long q0 = 0; q0 < seg; q0 += MR) {
         const long height = std::min(MR, seg - q0);
         const T* panel = a.image + base + q0;
-        long ld = lda;
-        if (base + q0 + (a.grid_w - 1) * lda + MR > size) {
-          for (long p = 0; p < a.grid_w; ++p)
-            for (long r = 0; r < MR; ++r) apack[p * MR + r] = r < height ? panel[p * lda + r] : T(0);
-          panel = apack, ld = MR;
+        long ld = lda, step = row_step;
+        if (base + q0 + (runs - 1) * row_step + (a.grid_w - 1) * lda + MR > size) {
+          for (long s = 0; s < runs; ++s)
+            for (long p = 0; p < a.grid_w; ++p)
+              for (long r = 0; r < MR; ++r)
+                apack[(s * a.grid_w + p) * MR + r] = r < height ? panel[s * row_step + p * lda + r] : T(0);
+          panel = apack, ld = MR, step = a.grid_w * MR;
         }
         T* c = dw_part + (i * seg + q0) * o;
         for (long j0 = 0; j0 < o; j0 += NR) {
           const long width = std::min(NR, o - j0);
           if (height == MR && width == NR) {
-            kernel(a.grid_w, panel, ld, d + j0, o, c + j0, o, T(1), T(1));
+            kernel(a.grid_w, panel, ld, d + j0, o, c + j0, o, T(1), T(1), runs, step);
             continue;
           }
           const T* b = d + j0;
           long ldb = o;
           if (width < NR) {  // the panel would read past dy's row (and, at the end, past dy)
-            for (long p = 0; p < a.grid_w; ++p)
+            for (long p = 0; p < depth; ++p)
               for (long q = 0; q < NR; ++q) bpack[p * NR + q] = q < width ? d[p * o + j0 + q] : T(0);
             b = bpack, ldb = NR;
           }
           for (long r = 0; r < MR; ++r)
             for (long q = 0; q < NR; ++q) edge[r * NR + q] = r < height && q < width ? c[r * o + j0 + q] : T(0);
-          kernel(a.grid_w, panel, ld, b, ldb, edge, NR, T(1), T(1));
+          kernel(a.grid_w, panel, ld, b, ldb, edge, NR, T(1), T(1), runs, step);
           for (long r = 0; r < height; ++r)
             for (long q = 0; q < width; ++q) c[r * o + j0 + q] = edge[r * NR + q];
         }
       }
     }
+    row0 += runs;
   }
 }
 

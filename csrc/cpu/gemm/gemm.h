@@ -216,9 +216,9 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
             const T* bpanel = b_panel(kb, jp, &ldb);
             T* cij = c + (ic + ip * MR) * ldc + jc + jp * NR;
             if (height == MR && width == NR) {
-              kernel(kc, apanel, lda, bpanel, ldb, cij, ldc, alpha, beta_here);
+              kernel(kc, apanel, lda, bpanel, ldb, cij, ldc, alpha, beta_here, 1, 0);
             } else {
-              kernel(kc, apanel, lda, bpanel, ldb, edge, NR, T(1), T(0));
+              kernel(kc, apanel, lda, bpanel, ldb, edge, NR, T(1), T(0), 1, 0);
               for (long r = 0; r < height; ++r)
                 for (long q = 0; q < width; ++q) {
                   T& out = cij[r * ldc + q];

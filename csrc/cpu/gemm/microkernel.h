@@ -14,8 +14,12 @@ namespace zg {
 //   row-major     a[r * lda + p]:  natural when A's rows are contiguous (plain A, convolutions),
 //                                  so packing is a plain copy of row pieces.
 // beta == 0 writes c without reading it (NaN in c is ignored).
+// The sum may run over `runs` runs of k steps each (a depth of runs * k): run s reads A from
+// a + s * run_step, while B goes on row after row. A convolution's windows at consecutive kernel
+// rows, or over consecutive output rows, are such runs, summed without storing C in between.
 template <class T>
-using MicroKernelFn = void (*)(long k, const T* a, long lda, const T* b, long ldb, T* c, long ldc, T alpha, T beta);
+using MicroKernelFn = void (*)(long k, const T* a, long lda, const T* b, long ldb, T* c, long ldc, T alpha, T beta,
+                               long runs, long run_step);
 
 enum class PanelLayout { column_major, row_major };
 

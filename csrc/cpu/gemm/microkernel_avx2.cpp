@@ -34,12 +34,14 @@ struct Ymm64 {
 
 
 template <PanelLayout layout>
-void kernel_f32(long k, const float* a, long lda, const float* b, long ldb, float* c, long ldc, float alpha, float beta) {
-  microkernel_body<Ymm32, 6, 2, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta);
+void kernel_f32(long k, const float* a, long lda, const float* b, long ldb, float* c, long ldc, float alpha, float beta,
+                long runs, long run_step) {
+  microkernel_body<Ymm32, 6, 2, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
 }
 template <PanelLayout layout>
-void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, double* c, long ldc, double alpha, double beta) {
-  microkernel_body<Ymm64, 6, 2, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta);
+void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, double* c, long ldc, double alpha, double beta,
+                long runs, long run_step) {
+  microkernel_body<Ymm64, 6, 2, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
 }
 
 }  // namespace

@@ -34,12 +34,14 @@ struct Zmm64 {
 
 
 template <PanelLayout layout>
-void kernel_f32(long k, const float* a, long lda, const float* b, long ldb, float* c, long ldc, float alpha, float beta) {
-  microkernel_body<Zmm32, 12, 2, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta);
+void kernel_f32(long k, const float* a, long lda, const float* b, long ldb, float* c, long ldc, float alpha, float beta,
+                long runs, long run_step) {
+  microkernel_body<Zmm32, 12, 2, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
 }
 template <PanelLayout layout>
-void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, double* c, long ldc, double alpha, double beta) {
-  microkernel_body<Zmm64, 12, 2, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta);
+void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, double* c, long ldc, double alpha, double beta,
+                long runs, long run_step) {
+  microkernel_body<Zmm64, 12, 2, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
 }
 
 }  // namespace

@@ -21,12 +21,14 @@ struct Scalar1 {
 
 
 template <PanelLayout layout>
-void kernel_f32(long k, const float* a, long lda, const float* b, long ldb, float* c, long ldc, float alpha, float beta) {
-  microkernel_body<Scalar1<float>, 4, 8, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta);
+void kernel_f32(long k, const float* a, long lda, const float* b, long ldb, float* c, long ldc, float alpha, float beta,
+                long runs, long run_step) {
+  microkernel_body<Scalar1<float>, 4, 8, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
 }
 template <PanelLayout layout>
-void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, double* c, long ldc, double alpha, double beta) {
-  microkernel_body<Scalar1<double>, 4, 4, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta);
+void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, double* c, long ldc, double alpha, double beta,
+                long runs, long run_step) {
+  microkernel_body<Scalar1<double>, 4, 4, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
 }
 
 }  // namespace

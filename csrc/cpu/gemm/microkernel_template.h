@@ -10,7 +10,8 @@ namespace {
 // broadcast(x), fma(a, b, c) = a * b + c, mul(a, b).
 template <class V, int MR, int NV, PanelLayout layout>
 void microkernel_body(long k, const typename V::T* __restrict a, long lda, const typename V::T* __restrict b, long ldb,
-                      typename V::T* __restrict c, long ldc, typename V::T alpha, typename V::T beta) {
+                      typename V::T* __restrict c, long ldc, typename V::T alpha, typename V::T beta, long runs,
+                      long run_step) {
   constexpr bool row_major = layout == PanelLayout::row_major;
   constexpr int W = V::width;
   typename V::reg acc[MR][NV];
@@ -25,26 +26,28 @@ void microkernel_body(long k, const typename V::T* __restrict a, long lda, const
   // unrolling by two).
   constexpr int G = 4, groups = (MR + G - 1) / G;
   const typename V::T* base[groups];
+  for (long run = 0; run < runs; ++run, a += run_step) {
 #pragma GCC unroll 8
-  for (int q = 0; q < groups; ++q) base[q] = a + (row_major ? q * G * lda : 0);
+    for (int q = 0; q < groups; ++q) base[q] = a + (row_major ? q * G * lda : 0);
 #pragma GCC unroll 2
-  for (long p = 0; p < k; ++p) {
-    typename V::reg bv[NV];
+    for (long p = 0; p < k; ++p) {
+      typename V::reg bv[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) bv[v] = V::loadu(b + v * W);
-    // B streams from L2 (the driver keeps A's micro-panel in L1): ask for its row 8 steps ahead.
+      for (int v = 0; v < NV; ++v) bv[v] = V::loadu(b + v * W);
+      // B streams from L2 (the driver keeps A's micro-panel in L1): ask for its row 8 steps ahead.
 #pragma GCC unroll 8
-    for (int v = 0; v < NV * W * int(sizeof(typename V::T)); v += 64)
-      __builtin_prefetch(reinterpret_cast<const char*>(b + 8 * ldb) + v, 0, 3);
+      for (int v = 0; v < NV * W * int(sizeof(typename V::T)); v += 64)
+        __builtin_prefetch(reinterpret_cast<const char*>(b + 8 * ldb) + v, 0, 3);
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r) {
-      typename V::reg ar = V::broadcast(row_major ? base[r / G][(r % G) * lda] : base[0][r]);
+      for (int r = 0; r < MR; ++r) {
+        typename V::reg ar = V::broadcast(row_major ? base[r / G][(r % G) * lda] : base[0][r]);
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
+        for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
+      }
+#pragma GCC unroll 8
+      for (int q = 0; q < groups; ++q) base[q] += row_major ? 1 : lda;
+      b += ldb;
     }
-#pragma GCC unroll 8
-    for (int q = 0; q < groups; ++q) base[q] += row_major ? 1 : lda;
-    b += ldb;
   }
 
   const typename V::reg va = V::broadcast(alpha);
