@@ -198,6 +198,24 @@ bool in_place_pays(long k, long n_out) {
   return k * n_out * long(sizeof(T)) <= (1L << 20);
 }
 
+// rows (count x n, contiguous) += bias (n; unless null), then max(., 0) when relu (NaN kept).
+template <class T>
+ZG_MULTIVERSION void add_bias_relu(T* __restrict rows, long count, long n, const T* __restrict bias, bool relu) {
+  for (long r = 0; r < count; ++r, rows += n) {
+    if (bias)
+      for (long q = 0; q < n; ++q) rows[q] += bias[q];
+    if (relu)
+      for (long q = 0; q < n; ++q) rows[q] = rows[q] < T(0) ? T(0) : rows[q];
+  }
+}
+
+// dst (n) += the sum of the `count` rows (count x n, contiguous) of src.
+template <class T>
+ZG_MULTIVERSION void add_rows(T* __restrict dst, const T* __restrict src, long count, long n) {
+  for (long r = 0; r < count; ++r, src += n)
+    for (long q = 0; q < n; ++q) dst[q] += src[q];
+}
+
 // y (grid pixels x n_out, row stride n_out) = conv of `a` with filters (k x n_out, row-major,
 // k = kh*kw*c), plus bias (n_out; unless null), then max(., 0) when relu: bias and ReLU are
 // applied to each tile while it is in cache.
@@ -225,15 +243,7 @@ void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, const 
     const long n = row / a.grid_h, u = row % a.grid_h;
     return ((n * a.rows + u * a.sh + i * a.dh) * a.cols + v * a.sw) * a.c;
   };
-  // The `count` rows of y at pix: + bias, then ReLU.
-  auto finish = [&](T* const* pix, long count) {
-    for (long r = 0; r < count; ++r) {
-      T* out = pix[r];
-      if (bias)
-        for (long q = 0; q < n_out; ++q) out[q] += bias[q];
-      if (relu) detail::relu_tile(out, n_out, 1, n_out);
-    }
-  };
+  const bool finish = bias || relu;
   // An edge tile (MR x NR, computed apart) into the `count` pixels at pix, panel jp.
   auto store_edge = [&](const T* edge, T* const* pix, long count, long jp, long width) {
     for (long r = 0; r < count; ++r)
@@ -284,7 +294,7 @@ void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, const 
             }
             if (!full) store_edge(edge, pix, count, jp, width);
           }
-          finish(pix, count);
+          if (finish) add_bias_relu(tile, count, n_out, bias, relu);
         }
       }
       // The leftovers of the group's rows, MR at a time, as gathered patch rows (apack: MR x k).
@@ -307,7 +317,8 @@ void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, const 
                    p == 0 ? T(0) : T(1), 1, 0);
           store_edge(edge, pix, count, jp, width);
         }
-        finish(pix, count);
+        if (finish)
+          for (long r = 0; r < count; ++r) add_bias_relu(pix[r], 1, n_out, bias, relu);
       }
     }
   });
@@ -550,12 +561,11 @@ void backward_weight_in_place_rows(const InPlaceConv<T>& a, const T* dy, T* dw_p
   alignas(64) T edge[16 * 64];  // one MR x NR tile of C
   zero(dw_part, a.kh * seg * o);
   zero(db_part, o);
-  for (long p = first * a.grid_w; p < last * a.grid_w; ++p)
-    for (long co = 0; co < o; ++co) db_part[co] += dy[p * o + co];
   for (long row0 = first; row0 < last;) {
     const long n = row0 / a.grid_h, u0 = row0 % a.grid_h;
     const long runs = std::min({rows_per_call, last - row0, a.grid_h - u0}), depth = runs * a.grid_w;
     const T* d = dy + row0 * a.grid_w * o;
+    add_rows(db_part, d, depth, o);  // (which also brings these rows of dy into cache for the calls)
     for (long i = 0; i < a.kh; ++i) {
       const long base = (n * a.rows + u0 * a.sh + i * a.dh) * a.cols * a.c;
       for (long q0 = 0; q0 < seg; q0 += MR) {
@@ -634,8 +644,7 @@ void conv2d_backward_weight(const T* x, const T* dy, T* dw, T* db, long o, const
                      T(1), T(0));
       T* bias_part = part + size;
       std::fill(bias_part, bias_part + o, T(0));
-      for (long p = first; p < first + count; ++p)
-        for (long co = 0; co < o; ++co) bias_part[co] += dy[p * o + co];
+      add_rows(bias_part, dy + first * o, count, o);
     }
   });
 
