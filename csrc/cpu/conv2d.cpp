@@ -173,22 +173,45 @@ struct TapRowsOverPixels {
 
 // Convolution with the image read in place by the micro-kernel, no patch rows packed: the
 // output pixels v0 .. v0+MR-1 of grid row (n, u), at kernel row i, read the matrix whose row r
-// starts at image pixel (u*sh + i*dh, (v0 + r)*sw) and runs over kw*c contiguous values: a
-// row-major micro-panel with row stride sw*c. So a tile of C is kh micro-kernel calls (more
-// when kw*c exceeds KC), accumulating, with the filters packed once per call.
+// starts at image pixel (u*sh + i*dh + row0, (v0 + r)*sw + col0) and runs over kw*c contiguous
+// values: a row-major micro-panel with row stride sw*c. So a tile of C is one micro-kernel call
+// whose runs are the kernel rows (more calls when kw*c exceeds KC), with the filters packed once.
 //
-// The taps of every output pixel must land inside `image` (n, rows, cols, c): callers pad a copy
-// when the convolution pads. A tile's rows past the end of a grid row read on into the next
-// image row, harmlessly (their results are dropped), unless that runs past the end of the buffer:
-// those few tiles are copied out first. The last few pixels of each grid row, too few for a
-// tile of their own (a 13-wide row is a tile of 12 and 1 pixel), are gathered with those of the
-// next grid rows into whole tiles of patch rows.
+// Taps that land outside the image read zeros (padding). Tiles whose windows stay inside the
+// image's columns are read in place, over the kernel rows that land inside it; the pixels
+// whose windows cross the left or right edge, and the last few pixels of each grid row that are
+// too few for a tile (a 13-wide row is a tile of 12 and 1 pixel), are gathered, with those of
+// the next grid rows, into whole tiles of patch rows. A tile's rows past the end of a grid row
+// read on into the next image row, harmlessly (their results are dropped), unless that runs past
+// the end of the buffer: those few tiles are copied out first.
 template <class T>
 struct InPlaceConv {
   const T* image;
   long n, rows, cols, c;         // the image batch
   long grid_h, grid_w;           // output pixels per image
-  long kh, kw, sh, sw, dh;       // tap (i, j) of output pixel (u, v) reads pixel (u*sh + i*dh, v*sw + j)
+  long kh, kw, sh, sw, dh;       // tap (i, j) of output pixel (u, v) reads pixel
+  long row0 = 0, col0 = 0;       // (u*sh + i*dh + row0, v*sw + j + col0)
+};
+
+// How conv_in_place covers a grid row. Columns [v_lo, v_hi) keep every tap inside the image's
+// columns: whole tiles from v_lo, then the last `rest` of them as one more tile, read in place
+// too: overlapping the previous tile (whose last columns it computes again, to the same values)
+// when they are at least half a tile; partial when the span is narrower than a tile but fills
+// 3/4 of one. The other columns of the row are gathered.
+struct RowTiling {
+  long v_lo, v_hi, tiles;
+  std::vector<long> gathered;
+
+  template <class T>
+  RowTiling(const InPlaceConv<T>& a, long mr) {
+    v_lo = std::min(a.grid_w, std::max(0L, (-a.col0 + a.sw - 1) / a.sw));
+    v_hi = std::clamp(a.cols - a.kw - a.col0 < 0 ? 0 : (a.cols - a.kw - a.col0) / a.sw + 1, v_lo, a.grid_w);
+    const long span = v_hi - v_lo, whole = span / mr * mr, rest = span - whole;
+    const bool last_tile = whole > 0 ? 2 * rest >= mr : 4 * rest >= 3 * mr;
+    tiles = whole / mr + (rest > 0 && last_tile);
+    for (long v = 0; v < a.grid_w; ++v)
+      if (v < v_lo || v >= v_hi || (!last_tile && v >= v_lo + whole)) gathered.push_back(v);
+  }
 };
 
 // Whether reading in place beats the GEMM driver (which packs patch rows): when the filters
@@ -229,26 +252,31 @@ void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, const 
   const StridedMatrix<T> b{filters, n_out, 1};
   b.pack_b(bpack.data(), 0, k, 0, n_out, NR);  // panel jp at jp*NR*k, row p at + p*NR
   const long size = a.n * a.rows * a.cols * a.c, grid_rows = a.n * a.grid_h;
-  // Each grid row: whole tiles from column 0, then its last `rest` columns as one more tile, read
-  // in place too: overlapping the previous tile (whose last columns it computes again, to the
-  // same values) when they are at least half a tile; partial when the row is narrower than a tile
-  // but fills 3/4 of one. Otherwise the rest are gathered, with those of the next grid rows, into
-  // whole tiles of patch rows.
-  const long whole = a.grid_w / MR * MR, rest = a.grid_w - whole;
-  const bool last_tile = whole > 0 ? 2 * rest >= MR : 4 * rest >= 3 * MR;
-  const long tiles = whole / MR + (rest > 0 && last_tile), leftover = last_tile ? 0 : rest;
+  const PatchRows<T> patches{a.rows, a.cols, a.c, a.kh, a.kw, a.dh, 1};
 
+  const RowTiling tiling(a, MR);
+  const long v_lo = tiling.v_lo, v_hi = tiling.v_hi, span = v_hi - v_lo, tiles = tiling.tiles;
+  const std::vector<long>& gathered = tiling.gathered;
+  const long leftover = static_cast<long>(gathered.size());
+
+  // Output rows reach image row u*sh + i*dh + row0: the kernel rows [i0, i1) that land inside.
+  auto kernel_rows = [&](long u) {
+    const long top = u * a.sh + a.row0;
+    const long i0 = top >= 0 ? 0 : (-top + a.dh - 1) / a.dh;
+    const long i1 = top >= a.rows ? 0 : std::min(a.kh, (a.rows - 1 - top) / a.dh + 1);
+    return std::pair<long, long>{std::min(i0, a.kh), std::max(i1, std::min(i0, a.kh))};
+  };
   // Top-left element of the window of output pixel (grid row `row`, column v) at kernel row i.
   auto window = [&](long row, long v, long i) {
     const long n = row / a.grid_h, u = row % a.grid_h;
-    return ((n * a.rows + u * a.sh + i * a.dh) * a.cols + v * a.sw) * a.c;
+    return ((n * a.rows + u * a.sh + i * a.dh + a.row0) * a.cols + v * a.sw + a.col0) * a.c;
   };
-  const bool finish = bias || relu;
   // An edge tile (MR x NR, computed apart) into the `count` pixels at pix, panel jp.
   auto store_edge = [&](const T* edge, T* const* pix, long count, long jp, long width) {
     for (long r = 0; r < count; ++r)
       for (long q = 0; q < width; ++q) pix[r][jp * NR + q] = edge[r * NR + q];
   };
+  const bool finish = bias || relu;
 
   // Work unit: MR grid rows (their in-place tiles, then their leftovers gathered).
   parallel_for((grid_rows + MR - 1) / MR, 1, [&](long first_group, long last_group) {
@@ -258,8 +286,9 @@ void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, const 
     for (long group = first_group; group < last_group; ++group) {
       const long row0 = group * MR, row1 = std::min(grid_rows, row0 + MR);
       for (long row = row0; row < row1; ++row) {
+        const auto [i0, i1] = kernel_rows(row % a.grid_h);
         for (long t = 0; t < tiles; ++t) {
-          const long v0 = std::min(t * MR, std::max(a.grid_w - MR, 0L)), count = std::min(MR, a.grid_w - v0);
+          const long v0 = v_lo + std::min(t * MR, std::max(span - MR, 0L)), count = std::min(MR, v_hi - v0);
           T* tile = y + (row * a.grid_w + v0) * n_out;
           for (long r = 0; r < MR; ++r) pix[r] = tile + r * n_out;
           for (long jp = 0; jp < n_panels; ++jp) {
@@ -268,13 +297,14 @@ void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, const 
             T* c = full ? tile + jp * NR : edge;
             const long ldc = full ? n_out : NR;
             const T* panel = bpack.data() + jp * NR * k;
-            // All kernel rows in one call (runs of seg steps, dh image rows apart; the filter rows
-            // follow on), unless a row is deeper than KC or the last would read past the buffer.
-            if (seg <= KC && window(row, v0, a.kh - 1) + (MR - 1) * lda + seg <= size) {
-              kernel(seg, a.image + window(row, v0, 0), lda, panel, NR, c, ldc, T(1), T(0), a.kh, a.dh * a.cols * a.c);
+            // All its kernel rows in one call (runs of seg steps, dh image rows apart; the filter
+            // rows follow on), unless a row is deeper than KC or the last would read past the buffer.
+            if (seg <= KC && (i1 == i0 || window(row, v0, i1 - 1) + (MR - 1) * lda + seg <= size)) {
+              kernel(seg, a.image + (i1 > i0 ? window(row, v0, i0) : 0), lda, panel + i0 * seg * NR, NR, c, ldc, T(1),
+                     T(0), i1 - i0, a.dh * a.cols * a.c);
             } else {
               T beta = T(0);
-              for (long i = 0; i < a.kh; ++i) {
+              for (long i = i0; i < i1; ++i) {
                 const T* rows0 = a.image + window(row, v0, i);
                 for (long q0 = 0; q0 < seg; q0 += KC) {
                   const long depth = std::min(KC, seg - q0);
@@ -297,7 +327,7 @@ void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, const 
           if (finish) add_bias_relu(tile, count, n_out, bias, relu);
         }
       }
-      // The leftovers of the group's rows, MR at a time, as gathered patch rows (apack: MR x k).
+      // The gathered pixels of the group's rows, MR at a time, as patch rows (apack: MR x k).
       const long pixels = (row1 - row0) * leftover;
       for (long p0 = 0; p0 < pixels; p0 += MR) {
         const long count = std::min(MR, pixels - p0);
@@ -306,8 +336,9 @@ void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, const 
             zero(apack + r * k, k);
             continue;
           }
-          const long row = row0 + (p0 + r) / leftover, v = whole + (p0 + r) % leftover;
-          for (long i = 0; i < a.kh; ++i) copy(apack + r * k + i * seg, a.image + window(row, v, i), seg);
+          const long row = row0 + (p0 + r) / leftover, v = gathered[(p0 + r) % leftover];
+          const long n = row / a.grid_h, u = row % a.grid_h;
+          patches.gather(apack + r * k, a.image + n * a.rows * a.cols * a.c, u * a.sh + a.row0, v * a.sw + a.col0, 0, k);
           pix[r] = y + (row * a.grid_w + v) * n_out;
         }
         for (long jp = 0; jp < n_panels; ++jp) {
@@ -348,9 +379,10 @@ const T* padded_copy(const T* image, long n, long h, long w, long c, long row0, 
   return out;
 }
 
-// The in-place plan for a pass whose output pixel (u, v) of a (grid_h, grid_w) grid reads, at tap
-// (i, j), pixel (row0 + u*sh + i*dh, col0 + v*sw + j) of `image` (zero outside it): the image
-// itself when every tap lands inside it, else a padded copy.
+// The plan for backward-weight, which reads every window in place, padding included, of a pass
+// whose output pixel (u, v) of a (grid_h, grid_w) grid reads, at tap (i, j), pixel
+// (row0 + u*sh + i*dh, col0 + v*sw + j) of `image` (zero outside it): the image itself when
+// every tap lands inside it, else a padded copy (whose offsets are 0).
 template <class T>
 InPlaceConv<T> in_place_plan(const T* image, long n, long h, long w, long c, long grid_h, long grid_w, long kh,
                              long kw, long sh, long sw, long dh, long row0, long col0) {
@@ -359,6 +391,16 @@ InPlaceConv<T> in_place_plan(const T* image, long n, long h, long w, long c, lon
   const long slack = microkernel<T>().mr * sw * c + kw * c;
   const T* padded = padded_copy(image, n, h, w, c, row0, rows, col0, cols, slack);
   return {padded, n, rows, cols, c, grid_h, grid_w, kh, kw, sh, sw, dh};
+}
+
+// The plan for conv_in_place: the image itself, unless more than an eighth of each grid row would
+// be gathered (small images, wide padding), when a padded copy is cheaper.
+template <class T>
+InPlaceConv<T> conv_plan(const T* image, long n, long h, long w, long c, long grid_h, long grid_w, long kh, long kw,
+                         long sh, long sw, long dh, long row0, long col0) {
+  const InPlaceConv<T> plan{image, n, h, w, c, grid_h, grid_w, kh, kw, sh, sw, dh, row0, col0};
+  if (8 * static_cast<long>(RowTiling(plan, microkernel<T>().mr).gathered.size()) <= grid_w) return plan;
+  return in_place_plan(image, n, h, w, c, grid_h, grid_w, kh, kw, sh, sw, dh, row0, col0);
 }
 
 // Backward-data for inputs with few channels: as a GEMM its N would be c (1 for a first layer),
@@ -497,7 +539,7 @@ template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, long o, const Window& g, bool relu) {
   const long m = g.n * g.ho * g.wo, k = g.kh * g.kw * g.c;
   if (g.dw == 1 && in_place_pays<T>(k, o)) {
-    const auto plan = in_place_plan(x, g.n, g.h, g.w, g.c, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.dh, -g.pt, -g.pl);
+    const auto plan = conv_plan(x, g.n, g.h, g.w, g.c, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.dh, -g.pt, -g.pl);
     return conv_in_place(plan, w, o, b, y, relu);
   }
   if (b) {
@@ -529,8 +571,8 @@ void conv2d_backward_data(const T* dy, const T* w, T* dx, long o, const Window& 
   const long m = g.n * g.h * g.w;
   if (g.sh == 1 && g.sw == 1 && g.dw == 1 && in_place_pays<T>(taps * o, g.c)) {
     // Flipped tap (i, j) of input pixel (ih, iw) reads dy pixel (ih + pt - (kh-1-i)*dh, iw + pl - (kw-1-j)).
-    const auto plan = in_place_plan(dy, g.n, g.ho, g.wo, o, g.h, g.w, g.kh, g.kw, 1L, 1L, g.dh,
-                                    g.pt - (g.kh - 1) * g.dh, g.pl - (g.kw - 1));
+    const auto plan = conv_plan(dy, g.n, g.ho, g.wo, o, g.h, g.w, g.kh, g.kw, 1L, 1L, g.dh,
+                                g.pt - (g.kh - 1) * g.dh, g.pl - (g.kw - 1));
     return conv_in_place(plan, wt.data(), g.c, static_cast<const T*>(nullptr), dx, false);
   }
   if (g.sh == 1 && g.sw == 1)
