@@ -355,52 +355,41 @@ void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, const 
   });
 }
 
-// A copy of the batch `image` (n, h, w, c) on rows [row0, row0 + rows) and columns
-// [col0, col0 + cols) of each image, zero outside it, followed by `slack` zeros: (n, rows, cols, c).
+// Rows [row0, row0 + rows) x columns [col0, col0 + cols) of one image (h, w, c) into out
+// (rows, cols, c), zero outside the image.
 template <class T>
-const T* padded_copy(const T* image, long n, long h, long w, long c, long row0, long rows, long col0, long cols,
-                     long slack) {
-  T* out = scratch<T>(kSlotPadded, n * rows * cols * c + slack);
-  zero(out + n * rows * cols * c, slack);
-  parallel_for(n * rows, 16, [&](long first, long last) {
-    for (long t = first; t < last; ++t) {
-      const long img = t / rows, r = row0 + t % rows;
-      T* d = out + t * cols * c;
-      if (r < 0 || r >= h) {
-        zero(d, cols * c);
-        continue;
-      }
-      const long lo = std::clamp(-col0, 0L, cols), hi = std::clamp(w - col0, lo, cols);  // columns inside
-      zero(d, lo * c);
-      copy(d + lo * c, image + ((img * h + r) * w + col0 + lo) * c, (hi - lo) * c);
-      zero(d + hi * c, (cols - hi) * c);
+void pad_rows(const T* image, long h, long w, long c, long row0, long rows, long col0, long cols, T* out) {
+  const long lo = std::clamp(-col0, 0L, cols), hi = std::clamp(w - col0, lo, cols);  // columns inside
+  for (long t = 0; t < rows; ++t, out += cols * c) {
+    const long r = row0 + t;
+    if (r < 0 || r >= h) {
+      zero(out, cols * c);
+      continue;
     }
-  });
-  return out;
-}
-
-// The plan for backward-weight, which reads every window in place, padding included, of a pass
-// whose output pixel (u, v) of a (grid_h, grid_w) grid reads, at tap (i, j), pixel
-// (row0 + u*sh + i*dh, col0 + v*sw + j) of `image` (zero outside it): the image itself when
-// every tap lands inside it, else a padded copy (whose offsets are 0).
-template <class T>
-InPlaceConv<T> in_place_plan(const T* image, long n, long h, long w, long c, long grid_h, long grid_w, long kh,
-                             long kw, long sh, long sw, long dh, long row0, long col0) {
-  const long rows = (grid_h - 1) * sh + (kh - 1) * dh + 1, cols = (grid_w - 1) * sw + kw;
-  if (row0 == 0 && col0 == 0 && rows <= h && cols <= w) return {image, n, h, w, c, grid_h, grid_w, kh, kw, sh, sw, dh};
-  const long slack = microkernel<T>().mr * sw * c + kw * c;
-  const T* padded = padded_copy(image, n, h, w, c, row0, rows, col0, cols, slack);
-  return {padded, n, rows, cols, c, grid_h, grid_w, kh, kw, sh, sw, dh};
+    zero(out, lo * c);
+    copy(out + lo * c, image + (r * w + col0 + lo) * c, (hi - lo) * c);
+    zero(out + hi * c, (cols - hi) * c);
+  }
 }
 
 // The plan for conv_in_place: the image itself, unless more than an eighth of each grid row would
-// be gathered (small images, wide padding), when a padded copy is cheaper.
+// be gathered (small images, wide padding), when a padded copy of the rows and columns that the
+// windows reach is cheaper: (n, rows, cols, c), zero outside the image.
 template <class T>
 InPlaceConv<T> conv_plan(const T* image, long n, long h, long w, long c, long grid_h, long grid_w, long kh, long kw,
                          long sh, long sw, long dh, long row0, long col0) {
   const InPlaceConv<T> plan{image, n, h, w, c, grid_h, grid_w, kh, kw, sh, sw, dh, row0, col0};
   if (8 * static_cast<long>(RowTiling(plan, microkernel<T>().mr).gathered.size()) <= grid_w) return plan;
-  return in_place_plan(image, n, h, w, c, grid_h, grid_w, kh, kw, sh, sw, dh, row0, col0);
+  const long rows = (grid_h - 1) * sh + (kh - 1) * dh + 1, cols = (grid_w - 1) * sw + kw;
+  T* padded = scratch<T>(kSlotPadded, n * rows * cols * c);
+  parallel_for(n * rows, 16, [&](long first, long last) {
+    for (long t = first; t < last;) {  // a run of rows of one image
+      const long img = t / rows, count = std::min(last - t, rows - t % rows);
+      pad_rows(image + img * h * w * c, h, w, c, row0 + t % rows, count, col0, cols, padded + t * cols * c);
+      t += count;
+    }
+  });
+  return {padded, n, rows, cols, c, grid_h, grid_w, kh, kw, sh, sw, dh};
 }
 
 // Backward-data for inputs with few channels: as a GEMM its N would be c (1 for a first layer),
@@ -505,13 +494,11 @@ inline void add_row(T* __restrict acc, const T* xs, long step, const T* __restri
 // Directly instead: for each output row and tap, dw[tap] += sum over the row's pixels of
 // x[pixel of tap] * dy[pixel], L output channels at a time in registers (accumulating in memory
 // would chain every add through a store and a load). Adds output rows [first, last) into
-// dw_part (kh*kw*c, o) and db_part (o), both zeroed here.
+// dw_part (kh*kw*c, o) and db_part (o).
 template <class T>
 ZG_MULTIVERSION void backward_weight_direct_rows(const T* x, const T* dy, T* dw_part, T* db_part, long o, long first,
                                                  long last, const Window& g) {
   constexpr long L = kDirectBlock<T>;
-  std::fill(dw_part, dw_part + g.kh * g.kw * g.c * o, T(0));
-  std::fill(db_part, db_part + o, T(0));
   for (long row = first; row < last; ++row) {
     const long n = row / g.ho, oh = row % g.ho;
     const T* dy_row = dy + row * g.wo * o;
@@ -586,9 +573,9 @@ void conv2d_backward_data(const T* dy, const T* w, T* dx, long o, const Window& 
 // at kernel row i (row stride sw*c; read as a column-major A with lda = sw*c) and D (grid_w x o)
 // is dy's row (a row-major B). One call sums a few output rows of one image (runs of grid_w
 // steps, sh image rows apart; dy's rows follow on), about KC steps, so that the C tiles, which
-// live in dw_part (k x o), are loaded and stored once per KC steps; db_part (o) too, both zeroed
-// here. Panels that would read past the end of the image or of dy, and ragged tiles, go through
-// small copies.
+// live in dw_part (k x o), are loaded and stored once per KC steps; adds to db_part (o) too.
+// Panels that would read past the end of the image or of dy, and ragged tiles, go through small
+// copies.
 template <class T>
 void backward_weight_in_place_rows(const InPlaceConv<T>& a, const T* dy, T* dw_part, T* db_part, long o, long first,
                                    long last) {
@@ -601,8 +588,6 @@ void backward_weight_in_place_rows(const InPlaceConv<T>& a, const T* dy, T* dw_p
   T* apack = scratch<T>(kSlotPackA, (MR + NR) * max_depth);  // a copied A panel, then a copied B panel
   T* bpack = apack + MR * max_depth;
   alignas(64) T edge[16 * 64];  // one MR x NR tile of C
-  zero(dw_part, a.kh * seg * o);
-  zero(db_part, o);
   for (long row0 = first; row0 < last;) {
     const long n = row0 / a.grid_h, u0 = row0 % a.grid_h;
     const long runs = std::min({rows_per_call, last - row0, a.grid_h - u0}), depth = runs * a.grid_w;
@@ -661,15 +646,31 @@ void conv2d_backward_weight(const T* x, const T* dy, T* dw, T* db, long o, const
     const long rows = g.n * g.ho, chunk = std::max<long>((rows + 15) / 16, (512 + g.wo - 1) / std::max(g.wo, 1L));
     const long chunks = std::max<long>((rows + chunk - 1) / chunk, 1);
     T* partial = scratch<T>(kSlotConv, chunks * (size + o));
-    const InPlaceConv<T> plan =
-        in_place ? in_place_plan(x, g.n, g.h, g.w, g.c, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.dh, -g.pt, -g.pl)
-                 : InPlaceConv<T>{};
+    // Windows that reach into the padding are read from a padded copy of the rows they need,
+    // made image by image as the chunk reaches them, so that the copy is still in cache.
+    const long need_rows = (g.ho - 1) * g.sh + (g.kh - 1) * g.dh + 1, need_cols = (g.wo - 1) * g.sw + g.kw;
+    const bool padded = g.pt != 0 || g.pl != 0 || need_rows > g.h || need_cols > g.w;
+    const InPlaceConv<T> plan{x, g.n, g.h, g.w, g.c, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.dh};
     parallel_for(chunks, 1, [&](long begin, long end) {
       for (long ch = begin; ch < end; ++ch) {
         T* part = partial + ch * (size + o);
         const long first = ch * chunk, last = std::min(rows, (ch + 1) * chunk);
-        if (direct) backward_weight_direct_rows(x, dy, part, part + size, o, first, last, g);
-        else backward_weight_in_place_rows(plan, dy, part, part + size, o, first, last);
+        zero(part, size + o);
+        if (direct) {
+          backward_weight_direct_rows(x, dy, part, part + size, o, first, last, g);
+        } else if (!padded) {
+          backward_weight_in_place_rows(plan, dy, part, part + size, o, first, last);
+        } else {
+          for (long row = first; row < last;) {  // the chunk's rows of one image
+            const long n = row / g.ho, u0 = row % g.ho, count = std::min(last - row, g.ho - u0);
+            const long piece_rows = (count - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+            T* piece = scratch<T>(kSlotPadded, piece_rows * need_cols * g.c);
+            pad_rows(x + n * g.h * g.w * g.c, g.h, g.w, g.c, u0 * g.sh - g.pt, piece_rows, -g.pl, need_cols, piece);
+            const InPlaceConv<T> local{piece, 1, piece_rows, need_cols, g.c, count, g.wo, g.kh, g.kw, g.sh, g.sw, g.dh};
+            backward_weight_in_place_rows(local, dy + row * g.wo * o, part, part + size, o, 0, count);
+            row += count;
+          }
+        }
       }
     });
     return add_partials(partial, chunks, size, o, dw, db);
