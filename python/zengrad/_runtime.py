@@ -8,6 +8,8 @@ from numbers import Integral
 
 import numpy as np
 
+from . import _heap
+
 try:
     from . import _cpu
 except ImportError:  # no compiled module: the kernels fall back to another backend
@@ -90,8 +92,9 @@ def _cuda_info() -> dict:
 
 
 def info() -> dict:
-    """Version, backends, the backend in use, the SIMD level chosen, the thread count, and what
-    CUDA offers here (cuda: built, architectures, devices) with the GPU matmul precision."""
+    """Version, backends, the backend in use, the SIMD level chosen, the thread count, what
+    CUDA offers here (cuda: built, architectures, devices) with the GPU matmul precision, and
+    whether freed memory is kept in the heap (keep_heap: see zengrad._heap)."""
     from . import __version__, kernels
     from .kernels._backends import unavailable_reasons
 
@@ -106,8 +109,10 @@ def info() -> dict:
         "usable_cores": _usable_cores(),
         "cuda": _cuda_info(),
         "matmul_precision": kernels.get_matmul_precision(),
+        "keep_heap": _heap.keep_freed_memory(),
     }
 
 
 if _cpu is not None:
     _cpu.set_num_threads(_num_threads)
+_heap.keep_freed_memory()
