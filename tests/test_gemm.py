@@ -1,4 +1,6 @@
 """zg.kernels.gemm on every backend (and every SIMD level of cpp) against the reference."""
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -46,8 +48,16 @@ def oracle(a, b, out=None, **kw):
     return R.gemm(a.astype(np.float64), b.astype(np.float64), out64, **kw)
 
 
-def check(got, expected, k, dtype, what=""):
-    assert_close(got, expected, k + 1, dtype=dtype, what=what)
+def check(got, expected, k, dtype, what="", scale=None):
+    assert_close(got, expected, k + 1, dtype=dtype, what=what, scale=scale)
+
+
+def term_scale(a, b, out, k, alpha, beta) -> float:
+    """The size of alpha * (a length-k sum of products of a's and b's elements) + beta * out: what
+    the rounding errors scale with, even where a small output's sums cancel to nearly nothing."""
+    rms = [math.sqrt(float(np.mean(np.square(v.astype(np.float64))))) if v is not None and v.size else 0.0
+           for v in (a, b, out)]
+    return abs(alpha) * rms[0] * rms[1] * math.sqrt(max(k, 1)) + abs(beta) * rms[2]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=_ids)
@@ -219,10 +229,11 @@ def test_gemm_hypothesis(backend, m, n, k, trans_a, trans_b, dtype, alpha, beta,
     out = data(rng, (m, n), dtype) if with_out else None
     kw = dict(trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta)
     expected = oracle(a, b, out, **kw)
+    scale = term_scale(a, b, out, k, alpha, beta if with_out else 0.0) or None
     got = zg.kernels.gemm(a, b, out, **kw)
-    check(got, expected, k, dtype)
+    check(got, expected, k, dtype, scale=scale)
     if with_out:
-        check(out, expected, k, dtype)
+        check(out, expected, k, dtype, scale=scale)
 
 
 @pytest.mark.parametrize("trans_a", [False, True])

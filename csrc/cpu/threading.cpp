@@ -19,9 +19,12 @@
 namespace zg {
 namespace {
 
-// Idle workers spin this long before sleeping: back-to-back regions (the layers of a training
-// step) then start without a wake-up, but idle workers soon leave the cores to others (NumPy).
-constexpr auto kIdleSpin = std::chrono::microseconds(50);
+// Idle workers spin this long before sleeping, so that the regions of a training step, between
+// which Python runs for tens to hundreds of microseconds, start without a wake-up: a sleeping
+// worker woke late (tens of microseconds in a VM) and the caller waited for it at the join. At
+// 50 us the seed CNN's step took 6.05 ms, at 300 us 5.8, at 1-2 ms 5.2. Idle workers still
+// leave the cores to others (NumPy's BLAS) within 2 ms, a hundredth of OpenMP's default.
+constexpr auto kIdleSpin = std::chrono::microseconds(2000);
 // Threads waiting inside a region (barrier, join) spin longer, then yield.
 constexpr auto kBusySpin = std::chrono::microseconds(200);
 

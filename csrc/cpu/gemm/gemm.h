@@ -54,10 +54,11 @@ struct StridedMatrix {
   // Rows of A are contiguous when cs == 1: pack row pieces; otherwise columns are (rs == 1).
   PanelLayout layout() const { return cs == 1 ? PanelLayout::row_major : PanelLayout::column_major; }
 
-  // With contiguous rows the micro-kernel can read a block in place (row stride *ld), unpacked.
+  // The micro-kernel can read a block in place, unpacked, in layout(): rows contiguous (row
+  // stride *ld), or columns contiguous (column stride *ld); null for other strides.
   const T* direct(long row, long col, long* ld) const {
-    *ld = rs;
-    return cs == 1 ? data + row * rs + col : nullptr;
+    *ld = cs == 1 ? rs : cs;
+    return cs == 1 || rs == 1 ? data + row * rs + col * cs : nullptr;
   }
 
   // Rows [i0, i0 + rows) x columns [p0, p0 + depth) as MR-row micro-panels in layout(),
@@ -163,9 +164,11 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
   long lda_direct = 0, ldb_direct = 0;
   const bool small_m = m <= MC;
   // So is A with a single panel of B: each of its elements serves one micro-tile, and packing
-  // would copy it only to read it once.
-  const bool a_direct = (small_m || n <= NR) && A.direct(0, 0, &lda_direct) != nullptr;
-  const bool b_direct = small_m && B.direct(0, 0, &ldb_direct) != nullptr;
+  // would copy it only to read it once; and a column-major A (a transposed operand) within one
+  // block of k, whose micro-panels are then kc lines that stay in L1 for the panels of B.
+  const bool a_in_place = small_m || n <= NR || (A.layout() == PanelLayout::column_major && k <= KC);
+  const bool a_direct = a_in_place && A.direct(0, 0, &lda_direct) != nullptr;
+  const bool b_direct = small_m && B.layout() == PanelLayout::row_major && B.direct(0, 0, &ldb_direct) != nullptr;
 
   for (long jc = 0; jc < n; jc += NC) {
     const long nc = std::min(NC, n - jc), n_panels = (nc + NR - 1) / NR;
@@ -179,7 +182,9 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
 
     // 1. Pack B[:, jc:jc+nc] (or only its ragged last panel), shared by every thread of step 2.
     const long first_packed = b_direct ? full_n_panels : 0, packed = n_panels - first_packed;
-    parallel(b_direct ? 1 : max_team, [&](int tid, int team) {
+    // (Threads only for a B worth the fork and join: a few hundred KiB each.)
+    const long pack_team = b_direct ? 1 : std::clamp(k * nc * long(sizeof(T)) / (256L << 10), 1L, long(max_team));
+    parallel(static_cast<int>(pack_team), [&](int tid, int team) {
       const auto [first, last] = split_range(k_blocks * packed, tid, team);
       for (long i = first; i < last; ++i) {
         const long kb = i / packed, jp = first_packed + i % packed;
@@ -253,10 +258,19 @@ void gemm(bool trans_a, bool trans_b, long m, long n, long k, T alpha, const T* 
   if (trans_b && m <= 64 && n >= 4 * m && k >= 16) {
     T* ct = scratch<T>(kSlotConv, n * m);
     gemm_driver<T>(n, m, k, StridedMatrix<T>{b, ldb, 1}, StridedMatrix<T>{a, A.cs, A.rs}, ct, m, alpha, T(0));
-    parallel_for(m, 8, [&](long first, long last) {
-      for (long i = first; i < last; ++i)
-        for (long j = 0; j < n; ++j)
-          c[i * ldc + j] = beta == T(0) ? ct[j * m + i] : ct[j * m + i] + beta * c[i * ldc + j];
+    // C's columns in blocks of 16: each block's m x 16 values are read from ct as 16 runs of m.
+    parallel_for((n + 15) / 16, 4, [&](long first, long last) {
+      for (long j0 = first * 16; j0 < std::min(n, last * 16); j0 += 16) {
+        const long width = std::min(16L, n - j0);
+        for (long i = 0; i < m; ++i) {
+          T* row = c + i * ldc + j0;
+          const T* src = ct + j0 * m + i;
+          if (beta == T(0))
+            for (long j = 0; j < width; ++j) row[j] = src[j * m];
+          else
+            for (long j = 0; j < width; ++j) row[j] = src[j * m] + beta * row[j];
+        }
+      }
     });
     return;
   }
