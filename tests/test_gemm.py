@@ -249,3 +249,70 @@ def test_gemm_few_rows_times_transposed_b(backend, rng, shape, alpha, beta, tran
     expected = oracle(a, b, out, trans_a=trans_a, trans_b=True, alpha=alpha, beta=beta)
     zg.kernels.gemm(a, b, out, trans_a=trans_a, trans_b=True, alpha=alpha, beta=beta)
     check(out, expected, k, dtype)
+
+
+# ---- the compiled backend's fast path: the common call, straight to the kernel ----
+
+CPU = pytest.importorskip("zengrad._cpu") if "cpp" in zg.kernels.available_backends() else None
+
+
+@pytest.mark.skipif(CPU is None, reason="needs the cpp backend")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("with_out", [False, True])
+def test_fast_path_takes_the_common_call(rng, dtype, trans_a, trans_b, with_out):
+    """Plain arrays: try_gemm returns the product, the same bits as the general path."""
+    a, b = operands(rng, 13, 40, 29, dtype, trans_a, trans_b)
+    out = data(rng, (13, 40), dtype) if with_out else None
+    kw = dict(trans_a=trans_a, trans_b=trans_b, alpha=-0.5, beta=2 if with_out else 0.0)
+    expected = oracle(a, b, None if out is None else out.copy(), **kw)
+    general = zg.kernels._current().gemm(a, b, np.array(out) if with_out else np.empty((13, 40), dtype),
+                                         trans_a, trans_b, -0.5, 2.0 if with_out else 0.0)
+    got = CPU.try_gemm(a, b, out, trans_a, trans_b, -0.5, 2 if with_out else 0.0)
+    assert got is not None and (got is out if with_out else got.flags.owndata)
+    assert_exact(got, general)
+    check(got, expected, 29, dtype)
+
+
+def _plain(rng):
+    return data(rng, (6, 5), np.float32), data(rng, (5, 7), np.float32), np.empty((6, 7), np.float32)
+
+
+FALLBACKS = {
+    "a not an array": lambda a, b, o: ([[1.0]], b, None, False, False, 1.0, 0.0),
+    "a integer": lambda a, b, o: (a.astype(np.int32), b, None, False, False, 1.0, 0.0),
+    "dtypes differ": lambda a, b, o: (a, b.astype(np.float64), None, False, False, 1.0, 0.0),
+    "a 3-D": lambda a, b, o: (a[None], b, None, False, False, 1.0, 0.0),
+    "a not contiguous": lambda a, b, o: (np.asfortranarray(a), b, None, False, False, 1.0, 0.0),
+    "shapes disagree": lambda a, b, o: (a, b[:4], None, False, False, 1.0, 0.0),
+    "flag not a bool": lambda a, b, o: (a, b, None, np.bool_(False), False, 1.0, 0.0),
+    "alpha a bool": lambda a, b, o: (a, b, None, False, False, True, 0.0),
+    "alpha a NumPy scalar": lambda a, b, o: (a, b, None, False, False, np.float64(1.0), 0.0),
+    "alpha not finite": lambda a, b, o: (a, b, None, False, False, float("nan"), 0.0),
+    "beta huge int": lambda a, b, o: (a, b, o, False, False, 1.0, 10**30),
+    "out wrong shape": lambda a, b, o: (a, b, o[:5], False, False, 1.0, 0.0),
+    "out wrong dtype": lambda a, b, o: (a, b, o.astype(np.float64), False, False, 1.0, 0.0),
+    "out read-only": lambda a, b, o: (a, b, np.frombuffer(bytes(o.nbytes), np.float32).reshape(o.shape), False,
+                                      False, 1.0, 0.0),
+    "out is a": lambda a, b, o: (o, np.empty((7, 7), np.float32), o, False, False, 1.0, 0.0),
+    "out overlaps b": lambda a, b, o: _overlapping(a),
+}
+
+
+def _overlapping(a):
+    """b (5 x 7) and out (6 x 7), both C-contiguous, sharing memory."""
+    memory = np.zeros(72, np.float32)
+    return a, memory[:35].reshape(5, 7), memory[30:].reshape(6, 7), False, False, 1.0, 0.0
+
+
+@pytest.mark.skipif(CPU is None, reason="needs the cpp backend")
+@pytest.mark.parametrize("case", sorted(FALLBACKS))
+def test_fast_path_leaves_the_rest_to_the_checks(rng, case):
+    """Anything but the common call returns None (the general path then copies or refuses), and
+    touches nothing."""
+    args = FALLBACKS[case](*_plain(rng))
+    before = [np.array(x) if isinstance(x, np.ndarray) else None for x in args[:3]]
+    assert CPU.try_gemm(*args) is None
+    for x, saved in zip(args[:3], before):
+        if saved is not None:
+            assert_exact(x, saved)

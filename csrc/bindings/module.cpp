@@ -2,6 +2,7 @@
 // sizes once more, release the GIL and run the kernel.
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,6 +32,89 @@ void gemm_binding(const Array<T>& a, const Array<T>& b, Array<T>& out, bool tran
   const long lda = a.shape(1), ldb = b.shape(1);
   py::gil_scoped_release release;
   gemm<T>(trans_a, trans_b, m, n, k, T(alpha), pa, lda, pb, ldb, T(beta), pc, n);
+}
+
+// zengrad.kernels.gemm's fast path: the common call taken without the Python checks. Operands
+// NumPy float32/float64 arrays of one dtype, 2-D, C-contiguous; flags Python bools; alpha and
+// beta finite Python floats or ints; shapes that agree; `out` absent, or of the right dtype and
+// shape, C-contiguous, writeable and apart from both operands. Returns the result, or None for
+// any other call, which then takes the general path (its checks copy, or refuse by name): these
+// checks only choose the path, and never decide what an error says.
+struct Operand {
+  const void* data = nullptr;
+  long rows = 0, cols = 0, bytes = 0;
+  int type = -1;
+};
+
+std::optional<Operand> plain_matrix(py::handle h, bool writeable) {
+  if (!py::isinstance<py::array>(h)) return std::nullopt;
+  const auto a = py::reinterpret_borrow<py::array>(h);
+  const int type = a.dtype().num();
+  if (a.ndim() != 2 || (type != py::dtype::of<float>().num() && type != py::dtype::of<double>().num()) ||
+      !(a.flags() & py::array::c_style) || (writeable && !a.writeable()))
+    return std::nullopt;
+  return Operand{a.data(), static_cast<long>(a.shape(0)), static_cast<long>(a.shape(1)), static_cast<long>(a.nbytes()),
+                 type};
+}
+
+std::optional<double> finite_number(py::handle h) {
+  double v;
+  if (PyFloat_CheckExact(h.ptr())) {
+    v = PyFloat_AS_DOUBLE(h.ptr());
+  } else if (PyLong_CheckExact(h.ptr())) {
+    int overflow = 0;
+    const long long i = PyLong_AsLongLongAndOverflow(h.ptr(), &overflow);
+    if (overflow || (i == -1 && PyErr_Occurred())) {
+      PyErr_Clear();
+      return std::nullopt;
+    }
+    v = static_cast<double>(i);
+  } else {
+    return std::nullopt;
+  }
+  return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
+}
+
+bool apart(const Operand& x, const Operand& y) {
+  const auto* a = static_cast<const char*>(x.data);
+  const auto* b = static_cast<const char*>(y.data);
+  return x.bytes == 0 || y.bytes == 0 || a + x.bytes <= b || b + y.bytes <= a;
+}
+
+py::object try_gemm(py::handle a, py::handle b, py::handle out, py::handle trans_a, py::handle trans_b,
+                    py::handle alpha, py::handle beta) {
+  const auto A = plain_matrix(a, false), B = plain_matrix(b, false);
+  const auto al = finite_number(alpha), be = finite_number(beta);
+  if (!A || !B || A->type != B->type || !PyBool_Check(trans_a.ptr()) || !PyBool_Check(trans_b.ptr()) || !al || !be)
+    return py::none();
+  const bool ta = trans_a.ptr() == Py_True, tb = trans_b.ptr() == Py_True;
+  const long m = ta ? A->cols : A->rows, k = ta ? A->rows : A->cols;
+  const long n = tb ? B->rows : B->cols;
+  if ((tb ? B->cols : B->rows) != k) return py::none();
+  py::array result;
+  double beta_used = *be;
+  if (out.is_none()) {
+    result = A->type == py::dtype::of<float>().num() ? py::array(py::array_t<float>({m, n}))
+                                                     : py::array(py::array_t<double>({m, n}));
+    beta_used = 0.0;
+  } else {
+    const auto C = plain_matrix(out, true);
+    if (!C || C->type != A->type || C->rows != m || C->cols != n || !apart(*C, *A) || !apart(*C, *B))
+      return py::none();
+    result = py::reinterpret_borrow<py::array>(out);
+  }
+  const long lda = A->cols, ldb = B->cols;
+  void* c = result.mutable_data();
+  {
+    py::gil_scoped_release release;
+    if (A->type == py::dtype::of<float>().num())
+      gemm<float>(ta, tb, m, n, k, float(*al), static_cast<const float*>(A->data), lda,
+                  static_cast<const float*>(B->data), ldb, float(beta_used), static_cast<float*>(c), n);
+    else
+      gemm<double>(ta, tb, m, n, k, *al, static_cast<const double*>(A->data), lda,
+                   static_cast<const double*>(B->data), ldb, beta_used, static_cast<double*>(c), n);
+  }
+  return std::move(result);
 }
 
 template <class T>
@@ -136,6 +220,8 @@ PYBIND11_MODULE(_cpu, m) {
     for (zg::Simd level : zg::supported_simd()) names.push_back(zg::simd_name(level));
     return names;
   });
+  m.def("try_gemm", &zg::try_gemm, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("trans_a"), py::arg("trans_b"),
+        py::arg("alpha"), py::arg("beta"));
   m.def("set_simd_level", [](const std::string& name) { zg::set_simd_level(zg::parse_simd(name)); }, py::arg("name"));
   zg::bind_kernels<float>(m);
   zg::bind_kernels<double>(m);

@@ -18,6 +18,7 @@ struct Ymm32 {
   static reg broadcast(T x) { return _mm256_set1_ps(x); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
 };
 
 struct Ymm64 {
@@ -30,6 +31,7 @@ struct Ymm64 {
   static reg broadcast(T x) { return _mm256_set1_pd(x); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
   static reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
+  static reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
 };
 
 

@@ -17,6 +17,7 @@ struct Scalar1 {
   static reg broadcast(T x) { return x; }
   static reg fma(reg a, reg b, reg c) { return a * b + c; }
   static reg mul(reg a, reg b) { return a * b; }
+  static reg add(reg a, reg b) { return a + b; }
 };
 
 

@@ -72,6 +72,7 @@ def avg_pool2d_backward(dy, x, g):
 
 
 BACKEND = types.SimpleNamespace(
+    try_gemm=_cpu.try_gemm,  # the fast path of kernels.gemm (None: take the general path)
     gemm=gemm, conv2d=conv2d, conv2d_backward_data=conv2d_backward_data,
     conv2d_backward_weight=conv2d_backward_weight, max_pool2d=max_pool2d,
     max_pool2d_backward=max_pool2d_backward, avg_pool2d=avg_pool2d, avg_pool2d_backward=avg_pool2d_backward,
