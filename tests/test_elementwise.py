@@ -109,3 +109,53 @@ def test_adam_update_errors(backend):
         zg.kernels.adam_update(np.zeros(8, np.float32)[::2], g, m, v, alpha=1e-3)
     with pytest.raises(ValueError, match="argument 'alpha'"):
         zg.kernels.adam_update(p, g, m, v, alpha=float("nan"))
+
+
+# ---- the compiled backend's fast path for adam_update: the common call, straight to the kernel ----
+
+CPU = pytest.importorskip("zengrad._cpu") if "cpp" in zg.kernels.available_backends() else None
+ADAM = dict(alpha=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+
+
+def _adam_state(rng, dtype=np.float32, shape=(7, 5)):
+    return [rng.standard_normal(shape).astype(dtype) for _ in range(2)] + [
+        rng.standard_normal(shape).astype(dtype) * 0.1, rng.random(shape).astype(dtype)]
+
+
+@pytest.mark.skipif(CPU is None, reason="needs the cpp backend")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_fast_path_takes_the_common_call(rng, dtype):
+    """Plain arrays: try_adam_update updates in place, the same bits as the general path."""
+    p, g, m, v = _adam_state(rng, dtype)
+    general = [a.copy() for a in (p, g, m, v)]
+    zg.kernels._current().adam_update(*general, *ADAM.values())
+    assert CPU.try_adam_update(p, g, m, v, *ADAM.values()) is True
+    for got, want in zip((p, g, m, v), general):
+        np.testing.assert_array_equal(got, want)
+
+
+ADAM_FALLBACKS = {
+    "param a list": lambda p, g, m, v: ([1.0], g, m, v, *ADAM.values()),
+    "grad float64": lambda p, g, m, v: (p, g.astype(np.float64), m, v, *ADAM.values()),
+    "m of another shape": lambda p, g, m, v: (p, g, m[:3], v, *ADAM.values()),
+    "v not contiguous": lambda p, g, m, v: (p, g, m, np.asfortranarray(np.repeat(v, 2, axis=1))[:, ::2],
+                                            *ADAM.values()),
+    "param read-only": lambda p, g, m, v: (np.frombuffer(p.tobytes(), p.dtype).reshape(p.shape), g, m, v,
+                                           *ADAM.values()),
+    "m is v": lambda p, g, m, v: (p, g, m, m, *ADAM.values()),
+    "alpha a NumPy scalar": lambda p, g, m, v: (p, g, m, v, np.float32(1e-3), 0.9, 0.999, 1e-7),
+    "epsilon infinite": lambda p, g, m, v: (p, g, m, v, 1e-3, 0.9, 0.999, float("inf")),
+    "beta_1 a bool": lambda p, g, m, v: (p, g, m, v, 1e-3, True, 0.999, 1e-7),
+}
+
+
+@pytest.mark.skipif(CPU is None, reason="needs the cpp backend")
+@pytest.mark.parametrize("case", sorted(ADAM_FALLBACKS))
+def test_adam_fast_path_leaves_the_rest_to_the_checks(rng, case):
+    """Anything but the common call returns False (the general path then checks) and changes nothing."""
+    args = ADAM_FALLBACKS[case](*_adam_state(rng))
+    before = [np.array(a) if isinstance(a, np.ndarray) else None for a in args[:4]]
+    assert CPU.try_adam_update(*args) is False
+    for a, saved in zip(args[:4], before):
+        if saved is not None:
+            np.testing.assert_array_equal(a, saved)

@@ -42,19 +42,31 @@ void gemm_binding(const Array<T>& a, const Array<T>& b, Array<T>& out, bool tran
 // checks only choose the path, and never decide what an error says.
 struct Operand {
   const void* data = nullptr;
-  long rows = 0, cols = 0, bytes = 0;
+  long rows = 0, cols = 0, bytes = 0;  // rows and cols of a 2-D operand
   int type = -1;
+  py::array array;
 };
 
-std::optional<Operand> plain_matrix(py::handle h, bool writeable) {
+// A float32/float64 NumPy array, C-contiguous (and writeable when asked), of `ndim` dimensions
+// (any number when -1).
+std::optional<Operand> plain_array(py::handle h, int ndim, bool writeable) {
   if (!py::isinstance<py::array>(h)) return std::nullopt;
-  const auto a = py::reinterpret_borrow<py::array>(h);
+  auto a = py::reinterpret_borrow<py::array>(h);
   const int type = a.dtype().num();
-  if (a.ndim() != 2 || (type != py::dtype::of<float>().num() && type != py::dtype::of<double>().num()) ||
+  if ((ndim >= 0 && a.ndim() != ndim) || (type != py::dtype::of<float>().num() && type != py::dtype::of<double>().num()) ||
       !(a.flags() & py::array::c_style) || (writeable && !a.writeable()))
     return std::nullopt;
-  return Operand{a.data(), static_cast<long>(a.shape(0)), static_cast<long>(a.shape(1)), static_cast<long>(a.nbytes()),
-                 type};
+  const long rows = a.ndim() == 2 ? static_cast<long>(a.shape(0)) : 0, cols = a.ndim() == 2 ? static_cast<long>(a.shape(1)) : 0;
+  return Operand{a.data(), rows, cols, static_cast<long>(a.nbytes()), type, std::move(a)};
+}
+
+std::optional<Operand> plain_matrix(py::handle h, bool writeable) { return plain_array(h, 2, writeable); }
+
+bool same_shape(const Operand& x, const Operand& y) {
+  if (x.array.ndim() != y.array.ndim()) return false;
+  for (py::ssize_t d = 0; d < x.array.ndim(); ++d)
+    if (x.array.shape(d) != y.array.shape(d)) return false;
+  return true;
 }
 
 std::optional<double> finite_number(py::handle h) {
@@ -115,6 +127,33 @@ py::object try_gemm(py::handle a, py::handle b, py::handle out, py::handle trans
                    static_cast<const double*>(B->data), ldb, beta_used, static_cast<double*>(c), n);
   }
   return std::move(result);
+}
+
+// zengrad.kernels.adam_update's fast path, as try_gemm's: param, grad, m and v plain arrays of
+// one dtype and shape, param, m and v writeable and apart from each other, the four numbers
+// finite Python floats or ints. True when done; False for any other call (the general path's).
+bool try_adam_update(py::handle param, py::handle grad, py::handle m, py::handle v, py::handle alpha,
+                     py::handle beta_1, py::handle beta_2, py::handle epsilon) {
+  auto P = plain_array(param, -1, true), M = plain_array(m, -1, true), V = plain_array(v, -1, true);
+  const auto G = plain_array(grad, -1, false);
+  const auto a = finite_number(alpha), b1 = finite_number(beta_1), b2 = finite_number(beta_2), e = finite_number(epsilon);
+  if (!P || !G || !M || !V || !a || !b1 || !b2 || !e) return false;
+  for (const Operand* x : {&*P, &*M, &*V})
+    if (x->type != G->type || !same_shape(*x, *G)) return false;
+  if (!apart(*P, *M) || !apart(*P, *V) || !apart(*M, *V)) return false;
+  const long n = static_cast<long>(G->array.size());
+  void* pp = P->array.mutable_data();
+  void* pm = M->array.mutable_data();
+  void* pv = V->array.mutable_data();
+  const void* pg = G->data;
+  py::gil_scoped_release release;
+  if (G->type == py::dtype::of<float>().num())
+    adam_update<float>(static_cast<float*>(pp), static_cast<const float*>(pg), static_cast<float*>(pm),
+                       static_cast<float*>(pv), n, *a, *b1, *b2, *e);
+  else
+    adam_update<double>(static_cast<double*>(pp), static_cast<const double*>(pg), static_cast<double*>(pm),
+                        static_cast<double*>(pv), n, *a, *b1, *b2, *e);
+  return true;
 }
 
 template <class T>
@@ -222,6 +261,8 @@ PYBIND11_MODULE(_cpu, m) {
   });
   m.def("try_gemm", &zg::try_gemm, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("trans_a"), py::arg("trans_b"),
         py::arg("alpha"), py::arg("beta"));
+  m.def("try_adam_update", &zg::try_adam_update, py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"),
+        py::arg("alpha"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"));
   m.def("set_simd_level", [](const std::string& name) { zg::set_simd_level(zg::parse_simd(name)); }, py::arg("name"));
   zg::bind_kernels<float>(m);
   zg::bind_kernels<double>(m);

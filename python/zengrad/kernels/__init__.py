@@ -157,7 +157,10 @@ def adam_update(param, grad, m, v, *, alpha, beta_1=0.9, beta_2=0.999, epsilon=1
     alpha = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t)."""
     func = "adam_update"
     if type(grad) is _ndarray or (gpu := _gpu(func, grad)) is None:
-        _current().adam_update(*V.adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon))
+        backend = _current()
+        fast = getattr(backend, "try_adam_update", None)  # as gemm's: the common call, unchecked here
+        if fast is None or not fast(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
+            backend.adam_update(*V.adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon))
         return
     with grad.device:
         gpu.adam_update(*V.adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon))

@@ -72,7 +72,8 @@ def avg_pool2d_backward(dy, x, g):
 
 
 BACKEND = types.SimpleNamespace(
-    try_gemm=_cpu.try_gemm,  # the fast path of kernels.gemm (None: take the general path)
+    # the fast paths of kernels.gemm and kernels.adam_update (None / False: take the general path)
+    try_gemm=_cpu.try_gemm, try_adam_update=_cpu.try_adam_update,
     gemm=gemm, conv2d=conv2d, conv2d_backward_data=conv2d_backward_data,
     conv2d_backward_weight=conv2d_backward_weight, max_pool2d=max_pool2d,
     max_pool2d_backward=max_pool2d_backward, avg_pool2d=avg_pool2d, avg_pool2d_backward=avg_pool2d_backward,

@@ -13,6 +13,7 @@ CuPy is never imported here: a CuPy array can only exist once the caller importe
 """
 from __future__ import annotations
 
+import math
 import sys
 from numbers import Integral, Real
 from typing import NamedTuple
@@ -123,12 +124,16 @@ def cpu_precision(func: str, precision) -> None:
 
 
 def flag(func: str, name: str, value) -> bool:
+    if type(value) is bool:  # the common case first: these checks run on every kernel call
+        return value
     if not isinstance(value, (bool, np.bool_)):
         fail(TypeError, func, name, "a bool", type(value).__name__)
     return bool(value)
 
 
 def scalar(func: str, name: str, value) -> float:
+    if type(value) is float and math.isfinite(value):
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
         fail(TypeError, func, name, "a real number", type(value).__name__)
     value = float(value)
@@ -139,6 +144,11 @@ def scalar(func: str, name: str, value) -> float:
 
 def positive_pair(func: str, name: str, value) -> tuple[int, int]:
     """An int or a pair of ints, each >= 1, as (h, w)."""
+    if type(value) is int and value >= 1:
+        return value, value
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int \
+            and value[0] >= 1 and value[1] >= 1:
+        return value
     pair = (value, value) if isinstance(value, Integral) else value
     if (not isinstance(pair, (tuple, list)) or len(pair) != 2
             or not all(isinstance(v, Integral) and not isinstance(v, (bool, np.bool_)) for v in pair)):
