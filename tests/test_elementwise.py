@@ -137,6 +137,7 @@ def test_adam_fast_path_takes_the_common_call(rng, dtype):
 ADAM_FALLBACKS = {
     "param a list": lambda p, g, m, v: ([1.0], g, m, v, *ADAM.values()),
     "grad float64": lambda p, g, m, v: (p, g.astype(np.float64), m, v, *ADAM.values()),
+    "m byte-swapped": lambda p, g, m, v: (p, g, m.astype(m.dtype.newbyteorder()), v, *ADAM.values()),
     "m of another shape": lambda p, g, m, v: (p, g, m[:3], v, *ADAM.values()),
     "v not contiguous": lambda p, g, m, v: (p, g, m, np.asfortranarray(np.repeat(v, 2, axis=1))[:, ::2],
                                             *ADAM.values()),

@@ -281,6 +281,7 @@ def _plain(rng):
 FALLBACKS = {
     "a not an array": lambda a, b, o: ([[1.0]], b, None, False, False, 1.0, 0.0),
     "a integer": lambda a, b, o: (a.astype(np.int32), b, None, False, False, 1.0, 0.0),
+    "a byte-swapped": lambda a, b, o: (a.astype(a.dtype.newbyteorder()), b, None, False, False, 1.0, 0.0),
     "dtypes differ": lambda a, b, o: (a, b.astype(np.float64), None, False, False, 1.0, 0.0),
     "a 3-D": lambda a, b, o: (a[None], b, None, False, False, 1.0, 0.0),
     "a not contiguous": lambda a, b, o: (np.asfortranarray(a), b, None, False, False, 1.0, 0.0),

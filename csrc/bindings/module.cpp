@@ -47,14 +47,21 @@ struct Operand {
   py::array array;
 };
 
-// A float32/float64 NumPy array, C-contiguous (and writeable when asked), of `ndim` dimensions
-// (any number when -1).
+// A float32/float64 NumPy array in the machine's byte order, C-contiguous (and writeable when
+// asked), of `ndim` dimensions (any number when -1).
 std::optional<Operand> plain_array(py::handle h, int ndim, bool writeable) {
   if (!py::isinstance<py::array>(h)) return std::nullopt;
   auto a = py::reinterpret_borrow<py::array>(h);
-  const int type = a.dtype().num();
+  const py::dtype dtype = a.dtype();
+  const int type = dtype.num();
+  const char order = dtype.byteorder();  // '=' native, or '<' / '>' spelled out
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  const bool native = order == '=' || order == '<';
+#else
+  const bool native = order == '=' || order == '>';
+#endif
   if ((ndim >= 0 && a.ndim() != ndim) || (type != py::dtype::of<float>().num() && type != py::dtype::of<double>().num()) ||
-      !(a.flags() & py::array::c_style) || (writeable && !a.writeable()))
+      !native || !(a.flags() & py::array::c_style) || (writeable && !a.writeable()))
     return std::nullopt;
   const long rows = a.ndim() == 2 ? static_cast<long>(a.shape(0)) : 0, cols = a.ndim() == 2 ? static_cast<long>(a.shape(1)) : 0;
   return Operand{a.data(), rows, cols, static_cast<long>(a.nbytes()), type, std::move(a)};

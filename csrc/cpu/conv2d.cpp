@@ -299,7 +299,8 @@ void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, const 
             const T* panel = bpack.data() + jp * NR * k;
             // All its kernel rows in one call (runs of seg steps, dh image rows apart; the filter
             // rows follow on), unless a row is deeper than KC or the last would read past the buffer.
-            if (seg <= KC && (i1 == i0 || window(row, v0, i1 - 1) + (MR - 1) * lda + seg <= size)) {
+            // No kernel row inside the image: no runs, and the call writes the tile's zeros.
+            if (i1 == i0 || (seg <= KC && window(row, v0, i1 - 1) + (MR - 1) * lda + seg <= size)) {
               kernel(seg, a.image + (i1 > i0 ? window(row, v0, i0) : 0), lda, panel + i0 * seg * NR, NR, c, ldc, T(1),
                      T(0), i1 - i0, a.dh * a.cols * a.c);
             } else {
