@@ -214,6 +214,23 @@ struct RowTiling {
   }
 };
 
+// The row-major kernel conv_in_place runs for n_out output columns: the wide one when n_out fills
+// its panels (resnet-like layers of 64 channels: forward 29.1 -> 28.0 ms, backward-data 29.3 ->
+// 27.4 ms), else the first (the wide one would compute half-empty panels for 32 channels).
+template <class T>
+struct InPlaceKernel {
+  MicroKernelFn<T> fn;
+  long mr, nr;
+
+  explicit InPlaceKernel(long n_out) {
+    const MicroKernel<T>& uk = microkernel<T>();
+    const bool wide = n_out % uk.nr_wide == 0;
+    fn = wide ? uk.row_major_wide : uk.row_major_a;
+    mr = wide ? uk.mr_wide : uk.mr;
+    nr = wide ? uk.nr_wide : uk.nr;
+  }
+};
+
 // Whether reading in place beats the GEMM driver (which packs patch rows): when the filters
 // (k x n_out) are small enough to stream from L2 for every tile.
 template <class T>
@@ -244,9 +261,9 @@ ZG_MULTIVERSION void add_rows(T* __restrict dst, const T* __restrict src, long c
 // applied to each tile while it is in cache.
 template <class T>
 void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, const T* bias, T* y, bool relu) {
-  const MicroKernel<T>& uk = microkernel<T>();
-  const MicroKernelFn<T> kernel = uk.row_major_a;
-  const long MR = uk.mr, NR = uk.nr, KC = uk.kc, seg = a.kw * a.c, k = a.kh * seg;
+  const InPlaceKernel<T> chosen(n_out);
+  const MicroKernelFn<T> kernel = chosen.fn;
+  const long MR = chosen.mr, NR = chosen.nr, KC = microkernel<T>().kc, seg = a.kw * a.c, k = a.kh * seg;
   const long n_panels = (n_out + NR - 1) / NR, lda = a.sw * a.c;
   std::vector<T> bpack(n_panels * NR * k);
   const StridedMatrix<T> b{filters, n_out, 1};
@@ -378,9 +395,9 @@ void pad_rows(const T* image, long h, long w, long c, long row0, long rows, long
 // windows reach is cheaper: (n, rows, cols, c), zero outside the image.
 template <class T>
 InPlaceConv<T> conv_plan(const T* image, long n, long h, long w, long c, long grid_h, long grid_w, long kh, long kw,
-                         long sh, long sw, long dh, long row0, long col0) {
+                         long sh, long sw, long dh, long row0, long col0, long n_out) {
   const InPlaceConv<T> plan{image, n, h, w, c, grid_h, grid_w, kh, kw, sh, sw, dh, row0, col0};
-  if (8 * static_cast<long>(RowTiling(plan, microkernel<T>().mr).gathered.size()) <= grid_w) return plan;
+  if (8 * static_cast<long>(RowTiling(plan, InPlaceKernel<T>(n_out).mr).gathered.size()) <= grid_w) return plan;
   const long rows = (grid_h - 1) * sh + (kh - 1) * dh + 1, cols = (grid_w - 1) * sw + kw;
   T* padded = scratch<T>(kSlotPadded, n * rows * cols * c);
   parallel_for(n * rows, 16, [&](long first, long last) {
@@ -527,7 +544,7 @@ template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, long o, const Window& g, bool relu) {
   const long m = g.n * g.ho * g.wo, k = g.kh * g.kw * g.c;
   if (g.dw == 1 && in_place_pays<T>(k, o)) {
-    const auto plan = conv_plan(x, g.n, g.h, g.w, g.c, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.dh, -g.pt, -g.pl);
+    const auto plan = conv_plan(x, g.n, g.h, g.w, g.c, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.dh, -g.pt, -g.pl, o);
     return conv_in_place(plan, w, o, b, y, relu);
   }
   if (b) {
@@ -560,7 +577,7 @@ void conv2d_backward_data(const T* dy, const T* w, T* dx, long o, const Window& 
   if (g.sh == 1 && g.sw == 1 && g.dw == 1 && in_place_pays<T>(taps * o, g.c)) {
     // Flipped tap (i, j) of input pixel (ih, iw) reads dy pixel (ih + pt - (kh-1-i)*dh, iw + pl - (kw-1-j)).
     const auto plan = conv_plan(dy, g.n, g.ho, g.wo, o, g.h, g.w, g.kh, g.kw, 1L, 1L, g.dh,
-                                g.pt - (g.kh - 1) * g.dh, g.pl - (g.kw - 1));
+                                g.pt - (g.kh - 1) * g.dh, g.pl - (g.kw - 1), g.c);
     return conv_in_place(plan, wt.data(), g.c, static_cast<const T*>(nullptr), dx, false);
   }
   if (g.sh == 1 && g.sw == 1)

@@ -28,6 +28,11 @@ struct MicroKernel {
   MicroKernelFn<T> column_major_a, row_major_a;
   int mr, nr;      // register block
   int mc, kc, nc;  // cache blocks: A block mc x kc (L2), B panel kc x nc (L3), B micro-panel kc x nr (L1)
+  // A row-major kernel with half the rows and twice the columns, for products whose n fills
+  // its panels (a convolution with 64 output channels): each element of A then serves twice as
+  // many columns. The first row-major kernel again where an ISA has none.
+  MicroKernelFn<T> row_major_wide;
+  int mr_wide, nr_wide;
 };
 
 // One table per ISA, each compiled in its own translation unit with that ISA's flags.

@@ -1,5 +1,6 @@
 // AVX-512F micro-kernels: 32 zmm registers hold a 12 x 32 float (12 x 16 double) accumulator
-// block (24 registers) plus the two B vectors and the A broadcast.
+// block (24 registers) plus the two B vectors and the A broadcast; the wide float kernel, 6 x 64,
+// as many accumulators beside four B vectors.
 #include <immintrin.h>
 
 #include "microkernel.h"
@@ -40,6 +41,10 @@ void kernel_f32(long k, const float* a, long lda, const float* b, long ldb, floa
                 long runs, long run_step) {
   microkernel_body<Zmm32, 12, 2, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
 }
+void kernel_f32_wide(long k, const float* a, long lda, const float* b, long ldb, float* c, long ldc, float alpha,
+                     float beta, long runs, long run_step) {
+  microkernel_body<Zmm32, 6, 4, PanelLayout::row_major>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
+}
 template <PanelLayout layout>
 void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, double* c, long ldc, double alpha, double beta,
                 long runs, long run_step) {
@@ -49,11 +54,13 @@ void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, do
 }  // namespace
 
 const MicroKernel<float>& microkernel_avx512_f32() {
-  static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 12, 32, 960, 256, 4096};
+  static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 12, 32, 960, 256, 4096,
+                                        kernel_f32_wide, 6, 64};
   return table;
 }
 const MicroKernel<double>& microkernel_avx512_f64() {
-  static const MicroKernel<double> table{kernel_f64<PanelLayout::column_major>, kernel_f64<PanelLayout::row_major>, 12, 16, 480, 256, 2048};
+  static const MicroKernel<double> table{kernel_f64<PanelLayout::column_major>, kernel_f64<PanelLayout::row_major>, 12, 16, 480, 256, 2048,
+                                         kernel_f64<PanelLayout::row_major>, 12, 16};
   return table;
 }
 
