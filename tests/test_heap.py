@@ -9,12 +9,13 @@ import pytest
 import zengrad as zg
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-OWN_MALLOC_SETTINGS = any(name.startswith("MALLOC_") for name in os.environ) or os.environ.get("ZENGRAD_KEEP_HEAP")
+OWN_MALLOC_SETTINGS = zg._heap.configured_by_environment() or os.environ.get("ZENGRAD_KEEP_HEAP") == "0"
 
 
 def _info_in_subprocess(**env) -> str:
     code = "import zengrad; print(zengrad.info()['keep_heap'])"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "ZENGRAD_KEEP_HEAP"}
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith("MALLOC_") and k not in ("ZENGRAD_KEEP_HEAP", "GLIBC_TUNABLES")}
     done = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
                           check=True, timeout=120)
     return done.stdout.strip()
@@ -26,7 +27,9 @@ def test_on_by_default():
 
 
 @pytest.mark.parametrize("env, why", [({"ZENGRAD_KEEP_HEAP": "0"}, "ZENGRAD_KEEP_HEAP=0"),
-                                      ({"MALLOC_TRIM_THRESHOLD_": "1000000"}, "configured by the environment")])
+                                      ({"MALLOC_TRIM_THRESHOLD_": "1000000"}, "configured by the environment"),
+                                      ({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1000000"},
+                                       "configured by the environment")])
 def test_left_alone_when_asked(env, why):
     state = _info_in_subprocess(**env)
     assert state.startswith("off") and (why in state or not GLIBC)

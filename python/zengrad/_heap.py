@@ -11,8 +11,10 @@ step, 7.9 ms a step with them, 5.8 ms without.
 
 At import, on Linux with glibc, zengrad therefore sets the mmap threshold to 32 MiB (the most
 glibc's own adaptation would reach) and the trim threshold to 256 MiB: freed memory below that
-stays in the heap for the next step. Set ZENGRAD_KEEP_HEAP=0 (or any MALLOC_*_ variable of
-glibc's own) before importing zengrad to leave malloc as it is.
+stays in the heap for the next step. Set ZENGRAD_KEEP_HEAP=0 before importing zengrad to leave
+malloc as it is; so does glibc's own configuration of these thresholds in the environment
+(MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_, MALLOC_MMAP_MAX_, or
+GLIBC_TUNABLES naming glibc.malloc).
 """
 from __future__ import annotations
 
@@ -30,6 +32,12 @@ _GLIBC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_
 _state = "not tried"
 
 
+def configured_by_environment() -> bool:
+    """Whether the environment sets glibc's malloc thresholds itself."""
+    return (any(name in os.environ for name in _GLIBC_VARIABLES)
+            or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""))
+
+
 def keep_freed_memory() -> str:
     """Apply the thresholds once; returns what happened ("on", or why not), as info() reports."""
     global _state
@@ -37,7 +45,7 @@ def keep_freed_memory() -> str:
         return _state
     if os.environ.get("ZENGRAD_KEEP_HEAP", "1") == "0":
         _state = "off (ZENGRAD_KEEP_HEAP=0)"
-    elif any(name in os.environ for name in _GLIBC_VARIABLES):
+    elif configured_by_environment():
         _state = "off (malloc configured by the environment)"
     elif platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         _state = "off (not Linux with glibc)"
