@@ -2,9 +2,8 @@
 reference, plus the adjoint identities that tie the three passes together."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
