@@ -398,7 +398,8 @@ def pool_indices(func, indices, g, dy=None):
         fail(ValueError, func, "indices", f"of shape {(g.n, g.ho, g.wo, g.c)}", f"shape {indices.shape}")
     if not isinstance(indices, np.ndarray):
         return sys.modules["cupy"].ascontiguousarray(indices)
-    if indices.size and (indices.min() < 0 or indices.max() >= g.h * g.w):
+    # One pass: read as unsigned, a negative index is at least 2**31, beyond any image.
+    if indices.size and indices.view(np.uint32).max() >= g.h * g.w:
         fail(ValueError, func, "indices", f"pixel indices in [0, {g.h * g.w})",
              f"values in [{indices.min()}, {indices.max()}]")
     return np.ascontiguousarray(indices)
