@@ -128,11 +128,11 @@ def _adam_state(rng, dtype=np.float32, shape=(7, 5)):
 @pytest.mark.skipif(CPU is None, reason="needs the cpp backend")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adam_fast_path_takes_the_common_call(rng, dtype):
-    """Plain arrays: try_adam_update updates in place, the same bits as the general path."""
+    """Plain arrays: adam_update updates in place, the same bits as the general path."""
     p, g, m, v = _adam_state(rng, dtype)
     general = [a.copy() for a in (p, g, m, v)]
     _backends._load("cpp").adam_update(*general, *ADAM.values())
-    assert CPU.try_adam_update(p, g, m, v, *ADAM.values()) is True
+    assert CPU.adam_update(p, g, m, v, *ADAM.values()) is True
     for got, want in zip((p, g, m, v), general):
         np.testing.assert_array_equal(got, want)
 
@@ -159,7 +159,7 @@ def test_adam_fast_path_leaves_the_rest_to_the_checks(rng, case):
     """Anything but the common call returns False (the general path then checks) and changes nothing."""
     args = ADAM_FALLBACKS[case](*_adam_state(rng))
     before = [np.array(a) if isinstance(a, np.ndarray) else None for a in args[:4]]
-    assert CPU.try_adam_update(*args) is False
+    assert CPU.adam_update(*args) is False
     for a, saved in zip(args[:4], before):
         if saved is not None:
             np.testing.assert_array_equal(a, saved)

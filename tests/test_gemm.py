@@ -263,14 +263,14 @@ CPU = importlib.import_module("zengrad._cpu") if "cpp" in zg.kernels.available_b
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)])
 @pytest.mark.parametrize("with_out", [False, True])
 def test_fast_path_takes_the_common_call(rng, dtype, trans_a, trans_b, with_out):
-    """Plain arrays: try_gemm returns the product, the same bits as the general path."""
+    """Plain arrays: gemm returns the product, the same bits as the general path."""
     a, b = operands(rng, 13, 40, 29, dtype, trans_a, trans_b)
     out = data(rng, (13, 40), dtype) if with_out else None
     kw = dict(trans_a=trans_a, trans_b=trans_b, alpha=-0.5, beta=2 if with_out else 0.0)
     expected = oracle(a, b, None if out is None else out.copy(), **kw)
     general = _backends._load("cpp").gemm(a, b, np.array(out) if with_out else np.empty((13, 40), dtype),
                                          trans_a, trans_b, -0.5, 2.0 if with_out else 0.0)
-    got = CPU.try_gemm(a, b, out, trans_a, trans_b, -0.5, 2 if with_out else 0.0)
+    got = CPU.gemm(a, b, out, trans_a, trans_b, -0.5, 2 if with_out else 0.0)
     assert got is not None and (got is out if with_out else got.flags.owndata)
     assert_exact(got, general)
     check(got, expected, 29, dtype)
@@ -315,7 +315,7 @@ def test_fast_path_leaves_the_rest_to_the_checks(rng, case):
     touches nothing."""
     args = FALLBACKS[case](*_plain(rng))
     before = [np.array(x) if isinstance(x, np.ndarray) else None for x in args[:3]]
-    assert CPU.try_gemm(*args) is None
+    assert CPU.gemm(*args) is None
     for x, saved in zip(args[:3], before):
         if saved is not None:
             assert_exact(x, saved)

@@ -1,5 +1,6 @@
 // zengrad._cpu: the CPU kernels. Thin: the Python layer validates, these functions check
-// sizes once more, release the GIL and run the kernel.
+// sizes once more, release the GIL and run the kernel (gemm and adam_update check everything
+// themselves: see below).
 #include <pybind11/stl.h>
 
 #include <cmath>
@@ -19,36 +20,22 @@ void bind_pool(py::module_& m);
 
 namespace {
 
-template <class T>
-void gemm_binding(const Array<T>& a, const Array<T>& b, Array<T>& out, bool trans_a, bool trans_b, double alpha,
-                  double beta) {
-  if (a.ndim() != 2 || b.ndim() != 2 || out.ndim() != 2) throw std::invalid_argument("gemm operands must be 2-D");
-  const long m = trans_a ? a.shape(1) : a.shape(0), k = trans_a ? a.shape(0) : a.shape(1);
-  const long kb = trans_b ? b.shape(1) : b.shape(0), n = trans_b ? b.shape(0) : b.shape(1);
-  if (k != kb || out.shape(0) != m || out.shape(1) != n) throw std::invalid_argument("gemm shapes do not agree");
-  const T* pa = a.data();
-  const T* pb = b.data();
-  T* pc = out_ptr<T>(out, m * n, "out");
-  const long lda = a.shape(1), ldb = b.shape(1);
-  py::gil_scoped_release release;
-  gemm<T>(trans_a, trans_b, m, n, k, T(alpha), pa, lda, pb, ldb, T(beta), pc, n);
-}
+// gemm and adam_update take their arguments as Python objects and check them here, in C: for the
+// common call (plain arrays, Python numbers) zengrad.kernels calls them before, and instead of,
+// its Python checks. Anything else makes them decline (None / False), touching nothing; the
+// Python layer then checks, copies or refuses by name, and calls them again with arguments that
+// pass. These checks only choose the path, and never decide what an error says.
 
-// zengrad.kernels.gemm's fast path: the common call taken without the Python checks. Operands
-// NumPy float32/float64 arrays of one dtype, 2-D, C-contiguous; flags Python bools; alpha and
-// beta finite Python floats or ints; shapes that agree; `out` absent, or of the right dtype and
-// shape, C-contiguous, writeable and apart from both operands. Returns the result, or None for
-// any other call, which then takes the general path (its checks copy, or refuse by name): these
-// checks only choose the path, and never decide what an error says.
+// A NumPy float32/float64 array in the machine's byte order, C-contiguous (and writeable when
+// asked), of `ndim` dimensions (any number when -1).
 struct Operand {
-  const void* data = nullptr;
-  long rows = 0, cols = 0, bytes = 0;  // rows and cols of a 2-D operand
-  int type = -1;
   py::array array;
+  bool is_float;  // else double
+
+  const char* begin() const { return static_cast<const char*>(array.data()); }
+  long dim(int d) const { return static_cast<long>(array.shape(d)); }
 };
 
-// A float32/float64 NumPy array in the machine's byte order, C-contiguous (and writeable when
-// asked), of `ndim` dimensions (any number when -1).
 std::optional<Operand> plain_array(py::handle h, int ndim, bool writeable) {
   if (!py::isinstance<py::array>(h)) return std::nullopt;
   auto a = py::reinterpret_borrow<py::array>(h);
@@ -63,17 +50,19 @@ std::optional<Operand> plain_array(py::handle h, int ndim, bool writeable) {
   if ((ndim >= 0 && a.ndim() != ndim) || (type != py::dtype::of<float>().num() && type != py::dtype::of<double>().num()) ||
       !native || !(a.flags() & py::array::c_style) || (writeable && !a.writeable()))
     return std::nullopt;
-  const long rows = a.ndim() == 2 ? static_cast<long>(a.shape(0)) : 0, cols = a.ndim() == 2 ? static_cast<long>(a.shape(1)) : 0;
-  return Operand{a.data(), rows, cols, static_cast<long>(a.nbytes()), type, std::move(a)};
+  return Operand{std::move(a), type == py::dtype::of<float>().num()};
 }
 
-std::optional<Operand> plain_matrix(py::handle h, bool writeable) { return plain_array(h, 2, writeable); }
-
-bool same_shape(const Operand& x, const Operand& y) {
-  if (x.array.ndim() != y.array.ndim()) return false;
-  for (py::ssize_t d = 0; d < x.array.ndim(); ++d)
-    if (x.array.shape(d) != y.array.shape(d)) return false;
+bool same_kind(const Operand& x, const Operand& y) {
+  if (x.is_float != y.is_float || x.array.ndim() != y.array.ndim()) return false;
+  for (int d = 0; d < x.array.ndim(); ++d)
+    if (x.dim(d) != y.dim(d)) return false;
   return true;
+}
+
+bool apart(const Operand& x, const Operand& y) {
+  const long xb = static_cast<long>(x.array.nbytes()), yb = static_cast<long>(y.array.nbytes());
+  return xb == 0 || yb == 0 || x.begin() + xb <= y.begin() || y.begin() + yb <= x.begin();
 }
 
 std::optional<double> finite_number(py::handle h) {
@@ -94,72 +83,66 @@ std::optional<double> finite_number(py::handle h) {
   return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
 }
 
-bool apart(const Operand& x, const Operand& y) {
-  const auto* a = static_cast<const char*>(x.data);
-  const auto* b = static_cast<const char*>(y.data);
-  return x.bytes == 0 || y.bytes == 0 || a + x.bytes <= b || b + y.bytes <= a;
-}
-
-py::object try_gemm(py::handle a, py::handle b, py::handle out, py::handle trans_a, py::handle trans_b,
-                    py::handle alpha, py::handle beta) {
-  const auto A = plain_matrix(a, false), B = plain_matrix(b, false);
+// out = alpha op(a) op(b) + beta out: operands 2-D and of one dtype, flags Python bools, `out`
+// absent (then new, beta ignored) or of the result's dtype and shape, writeable and apart from
+// both operands. Returns out, or None (declined).
+py::object gemm_py(py::handle a, py::handle b, py::handle out, py::handle trans_a, py::handle trans_b, py::handle alpha,
+                py::handle beta) {
+  const auto A = plain_array(a, 2, false), B = plain_array(b, 2, false);
   const auto al = finite_number(alpha), be = finite_number(beta);
-  if (!A || !B || A->type != B->type || !PyBool_Check(trans_a.ptr()) || !PyBool_Check(trans_b.ptr()) || !al || !be)
+  if (!A || !B || A->is_float != B->is_float || !PyBool_Check(trans_a.ptr()) || !PyBool_Check(trans_b.ptr()) || !al ||
+      !be)
     return py::none();
   const bool ta = trans_a.ptr() == Py_True, tb = trans_b.ptr() == Py_True;
-  const long m = ta ? A->cols : A->rows, k = ta ? A->rows : A->cols;
-  const long n = tb ? B->rows : B->cols;
-  if ((tb ? B->cols : B->rows) != k) return py::none();
-  py::array result;
+  const long m = A->dim(ta ? 1 : 0), k = A->dim(ta ? 0 : 1), n = B->dim(tb ? 0 : 1);
+  if (B->dim(tb ? 1 : 0) != k) return py::none();
+  std::optional<Operand> C;
   double beta_used = *be;
   if (out.is_none()) {
-    result = A->type == py::dtype::of<float>().num() ? py::array(py::array_t<float>({m, n}))
-                                                     : py::array(py::array_t<double>({m, n}));
+    C = Operand{A->is_float ? py::array(py::array_t<float>({m, n})) : py::array(py::array_t<double>({m, n})),
+                A->is_float};
     beta_used = 0.0;
   } else {
-    const auto C = plain_matrix(out, true);
-    if (!C || C->type != A->type || C->rows != m || C->cols != n || !apart(*C, *A) || !apart(*C, *B))
+    C = plain_array(out, 2, true);
+    if (!C || C->is_float != A->is_float || C->dim(0) != m || C->dim(1) != n || !apart(*C, *A) || !apart(*C, *B))
       return py::none();
-    result = py::reinterpret_borrow<py::array>(out);
   }
-  const long lda = A->cols, ldb = B->cols;
-  void* c = result.mutable_data();
+  const long lda = A->dim(1), ldb = B->dim(1);
+  void* c = C->array.mutable_data();
   {
     py::gil_scoped_release release;
-    if (A->type == py::dtype::of<float>().num())
-      gemm<float>(ta, tb, m, n, k, float(*al), static_cast<const float*>(A->data), lda,
-                  static_cast<const float*>(B->data), ldb, float(beta_used), static_cast<float*>(c), n);
+    if (A->is_float)
+      gemm<float>(ta, tb, m, n, k, float(*al), static_cast<const float*>(A->array.data()), lda,
+                      static_cast<const float*>(B->array.data()), ldb, float(beta_used), static_cast<float*>(c), n);
     else
-      gemm<double>(ta, tb, m, n, k, *al, static_cast<const double*>(A->data), lda,
-                   static_cast<const double*>(B->data), ldb, beta_used, static_cast<double*>(c), n);
+      gemm<double>(ta, tb, m, n, k, *al, static_cast<const double*>(A->array.data()), lda,
+                       static_cast<const double*>(B->array.data()), ldb, beta_used, static_cast<double*>(c), n);
   }
-  return std::move(result);
+  return C->array;
 }
 
-// zengrad.kernels.adam_update's fast path, as try_gemm's: param, grad, m and v plain arrays of
-// one dtype and shape, param, m and v writeable and apart from each other, the four numbers
-// finite Python floats or ints. True when done; False for any other call (the general path's).
-bool try_adam_update(py::handle param, py::handle grad, py::handle m, py::handle v, py::handle alpha,
-                     py::handle beta_1, py::handle beta_2, py::handle epsilon) {
+// One Adam step in place: param, grad, m and v of one dtype and shape, param, m and v writeable
+// and apart from each other, the four numbers finite. True when done, False (declined).
+bool adam_update_py(py::handle param, py::handle grad, py::handle m, py::handle v, py::handle alpha, py::handle beta_1,
+                 py::handle beta_2, py::handle epsilon) {
   auto P = plain_array(param, -1, true), M = plain_array(m, -1, true), V = plain_array(v, -1, true);
   const auto G = plain_array(grad, -1, false);
   const auto a = finite_number(alpha), b1 = finite_number(beta_1), b2 = finite_number(beta_2), e = finite_number(epsilon);
-  if (!P || !G || !M || !V || !a || !b1 || !b2 || !e) return false;
-  for (const Operand* x : {&*P, &*M, &*V})
-    if (x->type != G->type || !same_shape(*x, *G)) return false;
-  if (!apart(*P, *M) || !apart(*P, *V) || !apart(*M, *V)) return false;
+  if (!P || !G || !M || !V || !a || !b1 || !b2 || !e || !same_kind(*P, *G) || !same_kind(*M, *G) ||
+      !same_kind(*V, *G) || !apart(*P, *M) || !apart(*P, *V) || !apart(*M, *V))
+    return false;
   const long n = static_cast<long>(G->array.size());
   void* pp = P->array.mutable_data();
   void* pm = M->array.mutable_data();
   void* pv = V->array.mutable_data();
-  const void* pg = G->data;
+  const void* pg = G->array.data();
   py::gil_scoped_release release;
-  if (G->type == py::dtype::of<float>().num())
+  if (G->is_float)
     adam_update<float>(static_cast<float*>(pp), static_cast<const float*>(pg), static_cast<float*>(pm),
-                       static_cast<float*>(pv), n, *a, *b1, *b2, *e);
+                           static_cast<float*>(pv), n, *a, *b1, *b2, *e);
   else
     adam_update<double>(static_cast<double*>(pp), static_cast<const double*>(pg), static_cast<double*>(pm),
-                        static_cast<double*>(pv), n, *a, *b1, *b2, *e);
+                            static_cast<double*>(pv), n, *a, *b1, *b2, *e);
   return true;
 }
 
@@ -221,27 +204,10 @@ void relu_backward_binding(const Array<T>& dy, const Array<T>& y, Array<T>& dx) 
 }
 
 template <class T>
-void adam_update_binding(Array<T>& p, const Array<T>& g, Array<T>& m, Array<T>& v, double alpha, double beta_1,
-                         double beta_2, double epsilon) {
-  const long n = p.size();
-  T* pp = out_ptr<T>(p, n, "param");
-  const T* pg = in_ptr<T>(g, n, "grad");
-  T* pm = out_ptr<T>(m, n, "m");
-  T* pv = out_ptr<T>(v, n, "v");
-  py::gil_scoped_release release;
-  adam_update<T>(pp, pg, pm, pv, n, alpha, beta_1, beta_2, epsilon);
-}
-
-template <class T>
 void bind_kernels(py::module_& m) {
-  m.def("gemm", &gemm_binding<T>, py::arg("a").noconvert(), py::arg("b").noconvert(), py::arg("out").noconvert(),
-        py::arg("trans_a"), py::arg("trans_b"), py::arg("alpha"), py::arg("beta"));
   m.def("conv2d", &conv2d_binding<T>, py::arg("x").noconvert(), py::arg("w").noconvert(), py::arg("b").noconvert(),
         py::arg("y").noconvert(), py::arg("geometry"), py::arg("relu"));
   m.def("relu", &relu_binding<T>, py::arg("x").noconvert(), py::arg("y").noconvert());
-  m.def("adam_update", &adam_update_binding<T>, py::arg("param").noconvert(), py::arg("grad").noconvert(),
-        py::arg("m").noconvert(), py::arg("v").noconvert(), py::arg("alpha"), py::arg("beta_1"), py::arg("beta_2"),
-        py::arg("epsilon"));
   m.def("relu_backward", &relu_backward_binding<T>, py::arg("dy").noconvert(), py::arg("y").noconvert(),
         py::arg("dx").noconvert());
   m.def("conv2d_backward_data", &conv2d_backward_data_binding<T>, py::arg("dy").noconvert(),
@@ -266,10 +232,11 @@ PYBIND11_MODULE(_cpu, m) {
     for (zg::Simd level : zg::supported_simd()) names.push_back(zg::simd_name(level));
     return names;
   });
-  m.def("try_gemm", &zg::try_gemm, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("trans_a"), py::arg("trans_b"),
-        py::arg("alpha"), py::arg("beta"));
-  m.def("try_adam_update", &zg::try_adam_update, py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"),
-        py::arg("alpha"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"));
+  m.def("gemm", &zg::gemm_py, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("trans_a"), py::arg("trans_b"),
+        py::arg("alpha"), py::arg("beta"), "out = alpha op(a) op(b) + beta out, or None when declined");
+  m.def("adam_update", &zg::adam_update_py, py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"),
+        py::arg("alpha"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
+        "one Adam step in place; False when declined");
   m.def("set_simd_level", [](const std::string& name) { zg::set_simd_level(zg::parse_simd(name)); }, py::arg("name"));
   zg::bind_kernels<float>(m);
   zg::bind_kernels<double>(m);

@@ -6,8 +6,13 @@ import numpy as np
 from zengrad import _cpu  # ImportError here marks the backend unavailable
 
 
+def _declined(func):
+    return RuntimeError(f"{func}(): the compiled kernel declined arguments that passed the checks (a zengrad bug)")
+
+
 def gemm(a, b, out, trans_a, trans_b, alpha, beta):
-    _cpu.gemm(a, b, out, trans_a, trans_b, alpha, beta)
+    if _cpu.gemm(a, b, out, trans_a, trans_b, alpha, beta) is None:
+        raise _declined("gemm")
     return out
 
 
@@ -24,7 +29,8 @@ def relu(x):
 
 
 def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
-    _cpu.adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon)
+    if not _cpu.adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
+        raise _declined("adam_update")
 
 
 def relu_backward(dy, y):
@@ -72,8 +78,9 @@ def avg_pool2d_backward(dy, x, g):
 
 
 BACKEND = types.SimpleNamespace(
-    # the fast paths of kernels.gemm and kernels.adam_update (None / False: take the general path)
-    try_gemm=_cpu.try_gemm, try_adam_update=_cpu.try_adam_update,
+    # the fast paths of kernels.gemm and kernels.adam_update: the same kernels, tried before the
+    # checks (None / False: declined, take the general path)
+    try_gemm=_cpu.gemm, try_adam_update=_cpu.adam_update,
     gemm=gemm, conv2d=conv2d, conv2d_backward_data=conv2d_backward_data,
     conv2d_backward_weight=conv2d_backward_weight, max_pool2d=max_pool2d,
     max_pool2d_backward=max_pool2d_backward, avg_pool2d=avg_pool2d, avg_pool2d_backward=avg_pool2d_backward,
