@@ -73,6 +73,7 @@ class FakeArray:
     nbytes = property(lambda self: self._a.nbytes)
     itemsize = property(lambda self: self._a.itemsize)
     T = property(lambda self: FakeArray(self._a.T))
+    base = property(lambda self: None if self._a.base is None else FakeArray(self._a.base))
 
     def get(self):
         return self._a.copy()

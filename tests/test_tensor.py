@@ -40,6 +40,27 @@ def test_gradients_accumulate_across_backward_calls():
     np.testing.assert_allclose(x.grad, [5.0, 5.0])
 
 
+def test_leaf_gradients_share_memory_with_nothing():
+    """Leaves keep fresh gradient arrays without a copy; never one another's, the caller's, or a
+    view of either."""
+    a, b, c = (zg.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True) for _ in range(3))
+    g = np.ones((2, 3), np.float32)
+    (a + b + c.reshape(3, 2).reshape(2, 3)).backward(g)      # add hands its gradient on as it is
+    grads = [a.grad, b.grad, c.grad, g]
+    for i, first in enumerate(grads):
+        for second in grads[i + 1:]:
+            assert not np.shares_memory(first, second)
+    a.grad[:] = 5                    # changing one gradient changes nothing else
+    assert (b.grad == 1).all() and (c.grad == 1).all() and (g == 1).all()
+    leaf = zg.tensor([1.0, 2.0], requires_grad=True)
+    seed = np.array([3.0, 4.0], np.float32)
+    leaf.backward(seed)
+    assert leaf.grad is not seed and not np.shares_memory(leaf.grad, seed)
+    w = zg.tensor(np.ones((3, 2)), requires_grad=True)
+    (zg.tensor(np.ones((4, 3))) @ w).sum().backward()        # a kernel's fresh array: kept as it is
+    np.testing.assert_allclose(w.grad, 4.0)
+
+
 def test_deep_chain_needs_no_recursion():
     x = zg.tensor([1.0], requires_grad=True)
     y = x

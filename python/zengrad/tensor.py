@@ -179,17 +179,28 @@ class Tensor:
             stack.append((node, True))
             stack.extend((p, False) for p in node._parents if p.requires_grad and id(p) not in visited)
 
+        # A leaf keeps the gradient array it receives, without a copy, when nothing else can see
+        # that array: a fresh array (not a view) that reached only this leaf. Backward functions
+        # return arrays they do not keep, but may pass one on twice (x + x) or return the
+        # incoming gradient itself; `handed` counts where each array went (the caller's `grad`
+        # counts as seen already). An id reused after its array was freed only costs a copy.
         grads = {id(self): grad}
+        handed = {id(grad): 2}
         for node in reversed(order):
             g = grads.pop(id(node))
             if node._backward is None:  # a leaf
-                node.grad = g.copy() if node.grad is None else node.grad + g
+                if node.grad is not None:
+                    node.grad = node.grad + g
+                else:
+                    node.grad = g if g.base is None and handed[id(g)] == 1 else g.copy()
                 continue
             for parent, pg in zip(node._parents, node._backward(g)):
                 if pg is None or not parent.requires_grad:
                     continue
                 key = id(parent)
-                grads[key] = pg if key not in grads else grads[key] + pg
+                pg = pg if key not in grads else grads[key] + pg
+                grads[key] = pg
+                handed[id(pg)] = handed.get(id(pg), 0) + 1
 
     # ---- arithmetic (broadcasting) ----
 
