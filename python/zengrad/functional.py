@@ -245,7 +245,8 @@ def cross_entropy(logits, labels) -> Tensor:
     if labels.shape != (z.shape[0],) or labels.dtype.kind not in "iu":
         raise ValueError(f"cross_entropy(): argument 'labels' must be integers of shape ({z.shape[0]},), "
                          f"got {labels.dtype} of shape {labels.shape}")
-    if host and labels.size and (labels.min() < 0 or labels.max() >= z.shape[1]):
+    # One reduction: read as unsigned, a negative label is beyond any class count.
+    if host and labels.size and labels.view(labels.dtype.str.replace("i", "u")).max() >= z.shape[1]:
         raise ValueError(f"cross_entropy(): argument 'labels' must lie in [0, {z.shape[1]}), "
                          f"got values in [{labels.min()}, {labels.max()}]")
     xp = array_module(z.data)

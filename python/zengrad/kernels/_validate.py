@@ -159,6 +159,8 @@ def positive_pair(func: str, name: str, value) -> tuple[int, int]:
 
 
 def shape_tuple(func: str, name: str, value, ndim: int) -> tuple[int, ...]:
+    if type(value) is tuple and len(value) == ndim and all(type(v) is int and v >= 0 for v in value):
+        return value  # the common case (an array's .shape) first: this runs on every backward call
     if (not isinstance(value, (tuple, list)) or len(value) != ndim
             or not all(isinstance(v, Integral) and not isinstance(v, (bool, np.bool_)) for v in value)):
         fail(TypeError, func, name, f"a tuple of {ndim} ints", repr(value))
@@ -265,6 +267,8 @@ def window(func: str, x_shape, kernel, stride, padding, dilation=(1, 1), *, allo
 
 def nonempty_dims(func: str, name: str, shape, dims: str) -> None:
     """Refuse zero-sized dims among `dims` (letters naming positions, e.g. 'HWC' of NHWC)."""
+    if 0 not in shape:
+        return
     for letter, size in zip(dims, shape):
         if letter != "_" and size == 0:
             fail(ValueError, func, name, f"non-empty in dimension {letter}", f"shape {tuple(shape)}")

@@ -123,6 +123,7 @@ class Layer(abc.ABC):
         self._weights: list[tuple[str, object, bool]] = []   # (name, Tensor, trainable)
         self._constants: list = []                            # Tensors that move with the weights
         self._fixed_axes: dict[int, int] = {}                 # axis -> size fixed by the build
+        self._called_with = None                              # the input shape the last call checked
         self._device = _device.CPU
 
     def __repr__(self):
@@ -253,9 +254,15 @@ class Layer(abc.ABC):
         _device.check_input(f"Layer '{self.name}'", "x", arr, self._device)
         return zg.tensor(arr, dtype=self.dtype, device=self._device)
 
+    def _check_call(self, shape):
+        """build_from_shape for a call's input; once per shape (a training loop repeats one)."""
+        if shape != self._called_with:
+            self.build_from_shape(shape)
+            self._called_with = shape
+
     def __call__(self, x, training=False):
         x = self._as_tensor(x)
-        self.build_from_shape(x.shape)
+        self._check_call(x.shape)
         return self.call(x, training=training)
 
     @abc.abstractmethod
@@ -275,7 +282,7 @@ class ActivationMixin:
 
     def call_pre_activation(self, x, training=False):
         x = self._as_tensor(x)
-        self.build_from_shape(x.shape)
+        self._check_call(x.shape)
         return self.pre_activation(x, training=training)
 
     def call(self, x, training=False):

@@ -131,7 +131,7 @@ class SparseCategoricalCrossentropy(Loss):
         return -(_const(onehot, p) * _clip(p, EPSILON, 1 - EPSILON).log()).sum(axis=-1).mean()
 
     def from_logits_loss(self, y_true, logits):
-        return F.cross_entropy(logits, self._labels(y_true, logits.shape[-1]))
+        return F.cross_entropy(logits, self._labels(y_true, None))   # cross_entropy checks the range
 
 
 class CategoricalCrossentropy(Loss):
