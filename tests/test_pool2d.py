@@ -106,10 +106,20 @@ def test_max_pool2d_winners(backend, rng, pool, stride, padding, dtype):
 def test_max_pool2d_bad_indices(backend, rng):
     x = data(rng, (2, 6, 6, 3), np.float32)
     y, indices = zg.kernels.max_pool2d(x, 2, return_indices=True)
+    one_outside, one_negative = indices.copy(), indices.copy()
+    one_outside[1, 2, 1, 2] = 36      # a single index past the 6x6 image, in the last image
+    one_negative[0, 0, 2, 1] = -1
     for bad, exc in [(indices.astype(np.int64), TypeError), (indices[:1], ValueError), (indices + 36, ValueError),
-                     (indices - 100, ValueError), (indices.tolist(), TypeError)]:
+                     (indices - 100, ValueError), (indices.tolist(), TypeError), (one_outside, ValueError),
+                     (one_negative, ValueError)]:
         with pytest.raises(exc, match="argument 'indices'"):
             zg.kernels.max_pool2d_backward(y, x, 2, indices=bad)
+    many = data(rng, (8, 32, 32, 64), np.float32)       # several threads, each checking its own part
+    y, indices = zg.kernels.max_pool2d(many, 2, return_indices=True)
+    indices[5, 7, 3, 40] = 32 * 32
+    with pytest.raises(ValueError, match=r"argument 'indices' must be pixel indices in \[0, 1024\)"):
+        zg.kernels.max_pool2d_backward(y, many, 2, indices=indices)
+
 
 @pytest.mark.parametrize("pool,stride,padding", GEOMETRIES)
 @pytest.mark.parametrize("dtype", DTYPES)

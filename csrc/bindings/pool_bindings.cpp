@@ -29,18 +29,18 @@ void max_pool2d_py(const Array<T>& x, Array<T> y, std::optional<Array<int>> winn
 }
 
 template <class T>
-void max_pool2d_backward_py(const Array<T>& dy, const Array<T>& x, const std::optional<Array<int>>& winners,
+bool max_pool2d_backward_py(const Array<T>& dy, const Array<T>& x, const std::optional<Array<int>>& winners,
                             Array<T> dx, const py::tuple& geometry) {
   const Window g = pool_window(geometry);
   const T* dyp = in_ptr<T>(dy, g.n * g.ho * g.wo * g.c, "dy");
   const T* xp = in_ptr<T>(x, g.n * g.h * g.w * g.c, "x");
   const int* wp = winners ? in_ptr<int>(*winners, g.n * g.ho * g.wo * g.c, "winners") : nullptr;
   T* dxp = out_ptr<T>(dx, g.n * g.h * g.w * g.c, "dx");
-  // The winners are not range-checked here (Python does it, naming the argument): the kernel
-  // only compares them with pixel numbers, never indexes with them, so no value can send it
+  // The kernel range-checks the winners as it reads them and says so (False: Python raises,
+  // naming the argument); it only compares them with pixel numbers, so no value can send it
   // out of bounds.
   py::gil_scoped_release release;
-  max_pool2d_backward(dyp, xp, wp, dxp, g);
+  return max_pool2d_backward(dyp, xp, wp, dxp, g);
 }
 
 template <class T>
@@ -70,7 +70,7 @@ void bind_for(py::module_& m) {
         "max pooling: x (N, H, W, C) -> y (N, Ho, Wo, C) and, unless None, the winners' pixels, in place");
   m.def("max_pool2d_backward", &max_pool2d_backward_py<T>, py::arg("dy").noconvert(), py::arg("x").noconvert(),
         py::arg("winners").noconvert(), py::arg("dx").noconvert(), py::arg("g"),
-        "max pooling backward: dy, x (or the forward's winners) -> dx (N, H, W, C), in place");
+        "max pooling backward: dy, x (or the forward's winners) -> dx (N, H, W, C), in place; False when a winner is outside [0, H*W)");
   m.def("avg_pool2d", &avg_pool2d_py<T>, py::arg("x").noconvert(), py::arg("y").noconvert(), py::arg("g"),
         "average pooling: x (N, H, W, C) -> y (N, Ho, Wo, C), written in place");
   m.def("avg_pool2d_backward", &avg_pool2d_backward_py<T>, py::arg("dy").noconvert(), py::arg("dx").noconvert(),

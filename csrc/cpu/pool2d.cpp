@@ -1,6 +1,7 @@
 #include "pool2d.h"
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 
 #include "cpu_features.h"
@@ -146,9 +147,13 @@ ZG_MULTIVERSION void max_pool_unit(const T* xn, T* yn, int* winners_n, const Win
 // Each window gives its dy to the pixel that won each channel. Disjoint windows set dx (to 0 + dy,
 // not dy: the reference adds into zeros, which turns -0 into +0); overlapping ones add to it, in
 // the reference's order. Adding 0 to the losers changes no bits (dx is never -0).
+// Returns whether every winner read lies in [0, h * w): the check rides on the loads of the
+// winners, which a separate pass would read again from memory.
 template <class T>
-ZG_MULTIVERSION void max_pool_backward_unit(const T* dyn, const T* xn, const int* winners_n, T* dxn, const Window& g,
+ZG_MULTIVERSION bool max_pool_backward_unit(const T* dyn, const T* xn, const int* winners_n, T* dxn, const Window& g,
                                             long cb) {
+  const unsigned pixels = unsigned(g.h * g.w);
+  unsigned outside = 0;
   const bool disjoint = windows_disjoint(g);
   clear_dx(dxn, g, cb, disjoint);
   T best[kMaxBlock];
@@ -161,7 +166,10 @@ ZG_MULTIVERSION void max_pool_backward_unit(const T* dyn, const T* xn, const int
       const Taps cols = window_cols(g, ow);
       const long out = (oh * g.wo + ow) * g.c;
       const int* __restrict winner = winners_n ? winners_n + out : found;
-      if (!winners_n) find_winners(xn, g, oh, ow, rows, cols, best, found, cb);
+      if (winners_n)
+        for (long k = 0; k < cb; ++k) outside |= unsigned(unsigned(winner[k]) >= pixels);
+      else
+        find_winners(xn, g, oh, ow, rows, cols, best, found, cb);
       const T* __restrict dy = dyn + out;
       for (long i = rows.first; i < rows.last; ++i)
         for (long j = cols.first; j < cols.last; ++j) {
@@ -174,6 +182,7 @@ ZG_MULTIVERSION void max_pool_backward_unit(const T* dyn, const T* xn, const int
         }
     }
   }
+  return outside == 0;
 }
 
 template <class T>
@@ -238,11 +247,14 @@ void max_pool2d(const T* x, T* y, int* winners, const Window& g) {
 }
 
 template <class T>
-void max_pool2d_backward(const T* dy, const T* x, const int* winners, T* dx, const Window& g) {
+bool max_pool2d_backward(const T* dy, const T* x, const int* winners, T* dx, const Window& g) {
+  std::atomic<bool> in_range{true};
   for_each_block(g, [&](long n, long c0, long cb) {
     const long image = n * g.h * g.w * g.c + c0, out = n * g.ho * g.wo * g.c + c0;
-    max_pool_backward_unit(dy + out, x + image, winners ? winners + out : nullptr, dx + image, g, cb);
+    if (!max_pool_backward_unit(dy + out, x + image, winners ? winners + out : nullptr, dx + image, g, cb))
+      in_range.store(false, std::memory_order_relaxed);
   });
+  return in_range.load();
 }
 
 template <class T>
@@ -261,8 +273,8 @@ void avg_pool2d_backward(const T* dy, T* dx, const Window& g) {
 
 template void max_pool2d<float>(const float*, float*, int*, const Window&);
 template void max_pool2d<double>(const double*, double*, int*, const Window&);
-template void max_pool2d_backward<float>(const float*, const float*, const int*, float*, const Window&);
-template void max_pool2d_backward<double>(const double*, const double*, const int*, double*, const Window&);
+template bool max_pool2d_backward<float>(const float*, const float*, const int*, float*, const Window&);
+template bool max_pool2d_backward<double>(const double*, const double*, const int*, double*, const Window&);
 template void avg_pool2d<float>(const float*, float*, const Window&);
 template void avg_pool2d<double>(const double*, double*, const Window&);
 template void avg_pool2d_backward<float>(const float*, float*, const Window&);

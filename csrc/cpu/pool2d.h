@@ -14,8 +14,10 @@ namespace zg {
 // output element, the pixel (ih * w + iw) of its window's first maximum, as int32.
 template <class T> void max_pool2d(const T* x, T* y, int* winners, const Window& g);
 // dy (n, ho, wo, c), x (n, h, w, c) -> dx (n, h, w, c), fully written. With `winners` from the
-// forward pass, x is not read again.
-template <class T> void max_pool2d_backward(const T* dy, const T* x, const int* winners, T* dx, const Window& g);
+// forward pass, x is not read again; a winner that is no pixel of its window routes its dy
+// nowhere, and the result is false when some winner is no pixel of the image at all (outside
+// [0, h * w)), which the caller reports. The winners are only compared, never used as addresses.
+template <class T> bool max_pool2d_backward(const T* dy, const T* x, const int* winners, T* dx, const Window& g);
 // x (n, h, w, c) -> y (n, ho, wo, c).
 template <class T> void avg_pool2d(const T* x, T* y, const Window& g);
 // dy (n, ho, wo, c) -> dx (n, h, w, c), fully written.

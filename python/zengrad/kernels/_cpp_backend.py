@@ -5,6 +5,8 @@ import numpy as np
 
 from zengrad import _cpu  # ImportError here marks the backend unavailable
 
+from . import _validate as V
+
 
 def _declined(func):
     return RuntimeError(f"{func}(): the compiled kernel declined arguments that passed the checks (a zengrad bug)")
@@ -61,7 +63,9 @@ def max_pool2d(x, g, with_indices):
 
 def max_pool2d_backward(dy, x, g, indices):
     dx = np.empty(g.x_shape, dy.dtype)
-    _cpu.max_pool2d_backward(dy, x, indices, dx, g)
+    if not _cpu.max_pool2d_backward(dy, x, indices, dx, g):    # the kernel checks the indices' range
+        V.pool_indices_in_image("max_pool2d_backward", indices, g)
+        raise _declined("max_pool2d_backward")
     return dx
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from zengrad import _runtime
 
+from . import _validate as V
 from . import numba_cpu as K
 from . import reference as R
 
@@ -182,6 +183,8 @@ def max_pool2d(x, g, with_indices=False):
 
 
 def max_pool2d_backward(dy, x, g, indices=None):
+    if indices is not None:
+        V.pool_indices_in_image("max_pool2d_backward", indices, g)
     dx = np.empty(g.x_shape, dy.dtype)
     threads = _threads()
     _launch(K.max_pool_backward, _in(dy), _in(x), _in(np.empty(0, np.int32) if indices is None else indices),

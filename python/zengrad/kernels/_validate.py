@@ -388,9 +388,10 @@ def pool_backward_args(func, dy, x, pool_size, stride, padding):
 
 
 def pool_indices(func, indices, g, dy=None):
-    """The winners from max_pool2d(..., return_indices=True): int32 (N, Ho, Wo, C) in [0, H*W),
-    on the device of dy. On a GPU the range is not checked (that would wait for the device): the
-    kernel routes the gradient of an index outside [0, H*W) nowhere."""
+    """The winners from max_pool2d(..., return_indices=True): int32 (N, Ho, Wo, C), on the device
+    of dy. Their range, [0, H*W), is each CPU backend's to check (pool_indices_in_image) where it
+    is cheapest: the compiled kernel while it reads them. On a GPU it is not checked (that would
+    wait for the device): the kernel routes the gradient of an index outside [0, H*W) nowhere."""
     if not isinstance(indices, np.ndarray) and not is_gpu_array(indices):
         fail(TypeError, func, "indices", "a NumPy or CuPy array", type(indices).__name__)
     if dy is not None:
@@ -402,11 +403,15 @@ def pool_indices(func, indices, g, dy=None):
         fail(ValueError, func, "indices", f"of shape {(g.n, g.ho, g.wo, g.c)}", f"shape {indices.shape}")
     if not isinstance(indices, np.ndarray):
         return sys.modules["cupy"].ascontiguousarray(indices)
+    return np.ascontiguousarray(indices)
+
+
+def pool_indices_in_image(func, indices, g) -> None:
+    """ValueError unless every one of the (host) `indices` is a pixel of the image, in [0, H*W)."""
     # One pass: read as unsigned, a negative index is at least 2**31, beyond any image.
     if indices.size and indices.view(np.uint32).max() >= g.h * g.w:
         fail(ValueError, func, "indices", f"pixel indices in [0, {g.h * g.w})",
              f"values in [{indices.min()}, {indices.max()}]")
-    return np.ascontiguousarray(indices)
 
 
 def adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon):

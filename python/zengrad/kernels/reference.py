@@ -175,6 +175,7 @@ def _compute_max_pool2d_backward(dy, x, g, indices=None):
     if indices is None:
         winner = _first_max(_windows(x, g, -np.inf), _real_positions(g))
     else:
+        V.pool_indices_in_image("max_pool2d_backward", indices, g)
         winner = _pixel_to_tap(indices, g)
     dxp = np.zeros((g.n, g.h + g.pt + g.pb, g.w + g.pl + g.pr, g.c), dy.dtype)
     for t in range(g.kh * g.kw):
