@@ -66,10 +66,10 @@ def linear(x, w, b=None) -> Tensor:
     if b is None:
         y = kernels.gemm(x.data, w.data)
     else:  # the bias is the GEMM's starting C: no extra pass over the output
-        xp = array_module(b.data)
-        y = xp.broadcast_to(b.data, (x.shape[0], w.shape[1])).copy() if x.ndim == 2 else None
-        if y is None:
+        if x.ndim != 2:
             raise ValueError(f"linear(): argument 'x' must be 2-dimensional (N, in), got shape {x.shape}")
+        y = array_module(b.data).empty((x.shape[0], w.shape[1]), b.dtype)
+        y[...] = b.data
         kernels.gemm(x.data, w.data, y, beta=1.0)
 
     def backward(g):

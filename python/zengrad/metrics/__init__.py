@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import _device
 from .._device import array_module
+from ..tensor import Tensor
 
 __all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "SparseCategoricalAccuracy",
            "CategoricalAccuracy", "BinaryAccuracy", "sparse_categorical_accuracy",
@@ -27,8 +28,6 @@ __all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "SparseCategorical
 
 def _np(a):
     """The array behind a Tensor, array or list (host data as NumPy; device arrays as they are)."""
-    from ..tensor import Tensor
-
     a = a.data if isinstance(a, Tensor) else a
     return np.asarray(a) if _device.is_host(a) else a
 
