@@ -77,6 +77,8 @@ CASES = [
     Conv("cin10-rows-over-kc", (2, 9, 70, 10), (3, 3), 16),      # backward-weight: 4 + 3 rows a call
     Conv("wide-rows-in-padding", (1, 3, 40, 8), (3, 3), 12, padding=((3, 3), (1, 1))),  # no kernel row inside
     Conv("deep-rows-in-padding", (1, 3, 40, 100), (3, 3), 12, padding=((3, 3), (1, 1))),  # ... and kw*c > KC
+    Conv("cin16-copy-padded-columns", (2, 6, 7, 16), (3, 3), 24, dilation=(2, 1), padding=((4, 1), (3, 2))),
+    Conv("cin24-copy-wide-padding", (1, 5, 6, 24), (3, 3), 33, padding=((4, 3), (3, 4))),  # rows past both edges
     Conv("cin64-same", (2, 9, 30, 64), (3, 3), 16, padding="same"),    # backward-data: 64 columns, the wide kernel
     Conv("cout128-valid", (1, 8, 21, 8), (3, 3), 128),                 # forward: two panels of the wide kernel
     Conv("same-chunks-split-images", (2, 9, 100, 8), (3, 3), 8, padding="same"),  # backward-weight: 6-row chunks
