@@ -16,6 +16,8 @@ and gradients flow back across the copy.
 from __future__ import annotations
 
 import contextlib
+import itertools
+from heapq import heappop, heappush
 from numbers import Number
 
 import numpy as np
@@ -25,6 +27,7 @@ from ._device import array_module
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _grad_enabled = True
+_creation_order = itertools.count()
 
 
 @contextlib.contextmanager
@@ -61,7 +64,7 @@ def _axes(axis, ndim):
 class Tensor:
     """An array with an optional gradient. Shapes and dtypes are those of `.data`."""
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward")
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_order")
     __array_ufunc__ = None  # NumPy defers to Tensor's operators: ndarray * Tensor -> Tensor
 
     def __init__(self, data, requires_grad=False):
@@ -70,6 +73,7 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self._parents = ()
         self._backward = None
+        self._order = next(_creation_order)  # an op's result always comes after its inputs
 
     # ---- plumbing ----
 
@@ -164,30 +168,21 @@ class Tensor:
         if grad.shape != self.shape:
             raise ValueError(f"backward(): argument 'grad' must have shape {self.shape}, got {grad.shape}")
 
-        # Post-order depth-first search, iterative so that deep graphs need no recursion: a
-        # node is appended after everything it depends on, so the reversed order visits each
-        # node only once all the gradients flowing into it have arrived.
-        order, visited, stack = [], set(), [(self, False)]
-        while stack:
-            node, finished = stack.pop()
-            if finished:
-                order.append(node)
-                continue
-            if id(node) in visited:
-                continue
-            visited.add(id(node))
-            stack.append((node, True))
-            stack.extend((p, False) for p in node._parents if p.requires_grad and id(p) not in visited)
-
+        # Nodes in descending creation order: every op's result is created after its inputs, so
+        # a node comes off the heap only once all the nodes that feed gradient into it have
+        # (each of those was created later). No recursion, however deep the graph.
+        #
         # A leaf keeps the gradient array it receives, without a copy, when nothing else can see
         # that array: a fresh array (not a view) that reached only this leaf. Backward functions
         # return arrays they do not keep, but may pass one on twice (x + x) or return the
         # incoming gradient itself; `handed` counts where each array went (the caller's `grad`
         # counts as seen already). An id reused after its array was freed only costs a copy.
-        grads = {id(self): grad}
+        grads = {self: grad}
         handed = {id(grad): 2}
-        for node in reversed(order):
-            g = grads.pop(id(node))
+        heap = [(-self._order, self)]
+        while heap:
+            node = heappop(heap)[1]
+            g = grads.pop(node)
             if node._backward is None:  # a leaf
                 if node.grad is not None:
                     node.grad = node.grad + g
@@ -197,9 +192,11 @@ class Tensor:
             for parent, pg in zip(node._parents, node._backward(g)):
                 if pg is None or not parent.requires_grad:
                     continue
-                key = id(parent)
-                pg = pg if key not in grads else grads[key] + pg
-                grads[key] = pg
+                if parent in grads:
+                    pg = grads[parent] + pg
+                else:
+                    heappush(heap, (-parent._order, parent))
+                grads[parent] = pg
                 handed[id(pg)] = handed.get(id(pg), 0) + 1
 
     # ---- arithmetic (broadcasting) ----
