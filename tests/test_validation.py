@@ -364,6 +364,22 @@ def test_padding_strings_are_case_insensitive(backend):
     np.testing.assert_array_equal(zg.kernels.max_pool2d(x, 2, padding="Valid"), R.max_pool2d(x, 2))
 
 
+def test_known_geometry_still_refuses_look_alike_arguments(backend):
+    """Checked geometries are remembered by their arguments; 1.0 and True equal 1 (and hash
+    alike), so after a call with stride=1 they must still be refused."""
+    x, w = np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 4))
+    zg.kernels.conv2d(x, w, stride=1, padding="valid", dilation=(1, 1))
+    zg.kernels.max_pool2d(x, 2, stride=(2, 2))
+    for bad in [1.0, True, (1.0, 1), (1, True), np.float64(1.0)]:
+        with pytest.raises(TypeError, match="argument 'stride'"):
+            zg.kernels.conv2d(x, w, stride=bad)
+        with pytest.raises(TypeError, match="argument 'dilation'"):
+            zg.kernels.conv2d(x, w, dilation=bad)
+    for bad in [2.0, (2, 2.0), (True, 2)]:
+        with pytest.raises(TypeError, match="argument 'stride'"):
+            zg.kernels.max_pool2d(x, 2, stride=bad)
+
+
 # ---- backend selection and thread count ----
 
 @pytest.mark.parametrize("switch", ["set_backend", "use_backend"])

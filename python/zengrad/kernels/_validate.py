@@ -225,10 +225,37 @@ class Window(NamedTuple):
 MAX_EXTENT = 2**31 - 1
 
 
+def _int_or_int_pair(value) -> bool:
+    return type(value) is int or (type(value) is tuple and len(value) == 2
+                                  and type(value[0]) is int and type(value[1]) is int)
+
+
+# Geometries already worked out, by their exact arguments: a training step asks for the same few
+# every time (the forward and both backward passes of each layer). Only plain ints and strings
+# make keys: 1.0 == 1 and True == 1, and those must still be refused.
+_windows: dict = {}
+_MAX_WINDOWS = 4096
+
+
 def window(func: str, x_shape, kernel, stride, padding, dilation=(1, 1), *, allow_explicit=True,
            x_name="x") -> Window:
-    """Normalise stride/padding/dilation for an NHWC input of `x_shape` and a kernel (kh, kw);
+    """Normalise stride/padding/dilation for an NHWC input of `x_shape` (ints) and a kernel (kh, kw);
     `x_name` is the argument that holds the input (or its shape), for error messages."""
+    key = None
+    if type(padding) is str and _int_or_int_pair(stride) and _int_or_int_pair(dilation):
+        key = (x_shape, kernel, stride, padding, dilation, allow_explicit)
+        known = _windows.get(key)
+        if known is not None:
+            return known
+    g = _window(func, x_shape, kernel, stride, padding, dilation, allow_explicit, x_name)
+    if key is not None:
+        if len(_windows) >= _MAX_WINDOWS:
+            _windows.clear()
+        _windows[key] = g
+    return g
+
+
+def _window(func, x_shape, kernel, stride, padding, dilation, allow_explicit, x_name) -> Window:
     n, h, w, c = x_shape
     kh, kw = kernel
     sh, sw = positive_pair(func, "stride", stride)
