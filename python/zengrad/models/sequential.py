@@ -236,12 +236,7 @@ class Sequential:
 
     # ---- weights ----
     def _unique(self, tensors):
-        seen, out = set(), []
-        for t in tensors:
-            if id(t) not in seen:
-                seen.add(id(t))
-                out.append(t)
-        return out
+        return list(dict.fromkeys(tensors))  # first occurrences, in order (Tensors hash by identity)
 
     def parameters(self):
         """The trainable Tensors of all layers, in layer order."""
