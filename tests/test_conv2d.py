@@ -61,6 +61,9 @@ CASES = [
     Conv("cin1-wide-rows", (1, 5, 40, 1), (3, 3), 33, padding=((1, 0), (2, 1))),
     Conv("cin3-dilation-2x1", (2, 9, 30, 3), (3, 3), 5, dilation=(2, 1), padding="same"),
     Conv("cin2-stride-1x2", (1, 6, 41, 2), (2, 3), 40, stride=(1, 2)),
+    # backward-weight with few channels: three taps at a time where all land inside, edges alone
+    Conv("cin2-cout64-1x7-same-stride", (2, 5, 11, 2), (3, 7), 64, stride=(1, 2), padding="same"),
+    Conv("cin1-cout32-padding-past-taps", (1, 6, 4, 1), (3, 3), 32, padding=((1, 2), (3, 3))),
     Conv("cout1", (2, 6, 6, 4), (3, 3), 1),
     Conv("cout3", (2, 6, 6, 4), (3, 3), 3),
     Conv("cout16", (2, 6, 6, 5), (3, 3), 16),
