@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "aligned_arrays.h"
 #include "common.h"
 #include "cpu/conv2d.h"
 #include "cpu/cpu_features.h"
@@ -99,8 +100,8 @@ py::object gemm_py(py::handle a, py::handle b, py::handle out, py::handle trans_
   std::optional<Operand> C;
   double beta_used = *be;
   if (out.is_none()) {
-    C = Operand{A->is_float ? py::array(py::array_t<float>({m, n})) : py::array(py::array_t<double>({m, n})),
-                A->is_float};
+    const py::dtype type = A->is_float ? py::dtype::of<float>() : py::dtype::of<double>();
+    C = Operand{py::reinterpret_borrow<py::array>(aligned_empty(py::make_tuple(m, n), type)), A->is_float};
     beta_used = 0.0;
   } else {
     C = plain_array(out, 2, true);
@@ -222,6 +223,9 @@ void bind_kernels(py::module_& m) {
 PYBIND11_MODULE(_cpu, m) {
   namespace py = pybind11;
   m.doc() = "zengrad's compiled CPU kernels (call them through zengrad.kernels)";
+  zg::init_aligned_arrays();
+  m.def("empty", &zg::aligned_empty, py::arg("shape"), py::arg("dtype"),
+        "an uninitialised C-contiguous array whose data start on a 64-byte boundary");
   m.def("set_num_threads", &zg::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &zg::num_threads);
   m.def("set_flush_denormals", &zg::set_flush_denormals, py::arg("on"));

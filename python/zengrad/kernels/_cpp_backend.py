@@ -1,4 +1,5 @@
-"""The "cpp" backend: zengrad._cpu, the compiled SIMD kernels. Outputs are allocated here."""
+"""The "cpp" backend: zengrad._cpu, the compiled SIMD kernels. Outputs are allocated here, with
+their data on 64-byte boundaries (_cpu.empty): the next kernel reads them a vector at a time."""
 import types
 
 import numpy as np
@@ -6,6 +7,8 @@ import numpy as np
 from zengrad import _cpu  # ImportError here marks the backend unavailable
 
 from . import _validate as V
+
+_empty = _cpu.empty
 
 
 def _declined(func):
@@ -19,13 +22,13 @@ def gemm(a, b, out, trans_a, trans_b, alpha, beta):
 
 
 def conv2d(x, w, b, g, relu):
-    y = np.empty((g.n, g.ho, g.wo, w.shape[3]), x.dtype)
+    y = _empty((g.n, g.ho, g.wo, w.shape[3]), x.dtype)
     _cpu.conv2d(x, w, b, y, g, relu)
     return y
 
 
 def relu(x):
-    y = np.empty_like(x)
+    y = _empty(x.shape, x.dtype)
     _cpu.relu(x, y)
     return y
 
@@ -36,33 +39,33 @@ def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
 
 
 def relu_backward(dy, y):
-    dx = np.empty_like(dy)
+    dx = _empty(dy.shape, dy.dtype)
     _cpu.relu_backward(dy, y, dx)
     return dx
 
 
 def conv2d_backward_data(dy, w, g):
-    dx = np.empty(g.x_shape, dy.dtype)
+    dx = _empty(g.x_shape, dy.dtype)
     _cpu.conv2d_backward_data(dy, w, dx, g)
     return dx
 
 
 def conv2d_backward_weight(x, dy, w_shape, g, with_bias):
-    dw = np.empty(w_shape, x.dtype)
-    db = np.empty(w_shape[3], x.dtype) if with_bias else None
+    dw = _empty(w_shape, x.dtype)
+    db = _empty(w_shape[3], x.dtype) if with_bias else None
     _cpu.conv2d_backward_weight(x, dy, dw, db, g)
     return (dw, db) if with_bias else dw
 
 
 def max_pool2d(x, g, with_indices):
-    y = np.empty((g.n, g.ho, g.wo, g.c), x.dtype)
-    indices = np.empty(y.shape, np.int32) if with_indices else None
+    y = _empty((g.n, g.ho, g.wo, g.c), x.dtype)
+    indices = _empty(y.shape, np.int32) if with_indices else None
     _cpu.max_pool2d(x, y, indices, g)
     return (y, indices) if with_indices else y
 
 
 def max_pool2d_backward(dy, x, g, indices):
-    dx = np.empty(g.x_shape, dy.dtype)
+    dx = _empty(g.x_shape, dy.dtype)
     if not _cpu.max_pool2d_backward(dy, x, indices, dx, g):    # the kernel checks the indices' range
         V.pool_indices_in_image("max_pool2d_backward", indices, g)
         raise _declined("max_pool2d_backward")
@@ -70,13 +73,13 @@ def max_pool2d_backward(dy, x, g, indices):
 
 
 def avg_pool2d(x, g):
-    y = np.empty((g.n, g.ho, g.wo, g.c), x.dtype)
+    y = _empty((g.n, g.ho, g.wo, g.c), x.dtype)
     _cpu.avg_pool2d(x, y, g)
     return y
 
 
 def avg_pool2d_backward(dy, x, g):
-    dx = np.empty(g.x_shape, dy.dtype)
+    dx = _empty(g.x_shape, dy.dtype)
     _cpu.avg_pool2d_backward(dy, dx, g)
     return dx
 
