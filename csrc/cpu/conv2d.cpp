@@ -1,6 +1,7 @@
 #include "conv2d.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -22,6 +23,17 @@ inline void copy(T* d, const T* s, long count) {
 }
 
 // The patch rows of an image (h x w pixels of c channels) under a kh x kw window dilated by
+// `rows` (count x n, contiguous) as they are when their vectors start on cache lines, else an
+// aligned copy of them (this thread's scratch): read many times a vector at a time, a misaligned
+// row would split each load across two lines.
+template <class T>
+const T* aligned_rows(const T* rows, long count, long n) {
+  if (reinterpret_cast<std::uintptr_t>(rows) % 64 == 0 && (n * sizeof(T)) % 64 == 0) return rows;
+  T* copied = scratch<T>(kSlotAligned, count * n);
+  copy(copied, rows, count * n);
+  return copied;
+}
+
 // (dh, dw): the row of the window whose top-left tap lands on (top, left) concatenates, for
 // taps (i, j) in row-major order, the c channels at pixel (top + i*dh, left + j*dw), or zeros
 // where that pixel is outside the image. One kernel row of taps is one segment of kw*c columns,
@@ -569,7 +581,7 @@ ZG_MULTIVERSION void backward_weight_direct_rows(const T* x, const T* dy, T* dw_
   for (long j = 0; j < g.kw; ++j) inside[j] = columns_inside(g, j);
   for (long row = first; row < last; ++row) {
     const long n = row / g.ho, oh = row % g.ho;
-    const T* dy_row = dy + row * g.wo * o;
+    const T* dy_row = aligned_rows(dy + row * g.wo * o, g.wo, o);  // read 1 + kh*kw*c/3 times
     for (long co0 = 0; co0 < o; co0 += L) {
       const long width = std::min(L, o - co0);
       add_row<T>(db_part + co0, nullptr, 0, dy_row + co0, o, 0, g.wo, width);
@@ -676,8 +688,8 @@ void backward_weight_in_place_rows(const InPlaceConv<T>& a, const T* dy, T* dw_p
   for (long row0 = first; row0 < last;) {
     const long n = row0 / a.grid_h, u0 = row0 % a.grid_h;
     const long runs = std::min({rows_per_call, last - row0, a.grid_h - u0}), depth = runs * a.grid_w;
-    const T* d = dy + row0 * a.grid_w * o;
-    add_rows(db_part, d, depth, o);  // (which also brings these rows of dy into cache for the calls)
+    const T* d = aligned_rows(dy + row0 * a.grid_w * o, depth, o);  // B of kh * seg / MR calls
+    add_rows(db_part, d, depth, o);
     for (long i = 0; i < a.kh; ++i) {
       const long base = (n * a.rows + u0 * a.sh + i * a.dh) * a.cols * a.c;
       for (long q0 = 0; q0 < seg; q0 += MR) {

@@ -32,7 +32,7 @@ T* scratch(int slot, std::size_t count) {
     std::size_t bytes = 0;
     ~Buffer() { std::free(data); }
   };
-  thread_local Buffer buffers[5];
+  thread_local Buffer buffers[6];
   Buffer& buf = buffers[slot];
   std::size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
   if (bytes > buf.bytes) {
@@ -43,7 +43,7 @@ T* scratch(int slot, std::size_t count) {
   }
   return static_cast<T*>(buf.data);
 }
-enum ScratchSlot { kSlotPackA = 0, kSlotPackB = 1, kSlotConv = 2, kSlotPatchRow = 3, kSlotPadded = 4 };
+enum ScratchSlot { kSlotPackA = 0, kSlotPackB = 1, kSlotConv = 2, kSlotPatchRow = 3, kSlotPadded = 4, kSlotAligned = 5 };
 
 // A matrix whose element (i, j) is data[i * rs + j * cs]: any transpose of a C-contiguous array.
 template <class T>
