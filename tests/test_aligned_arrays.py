@@ -53,3 +53,28 @@ def test_kernel_outputs_are_aligned_and_other_arrays_untouched():
         assert address(out) % 64 == 0 and out.base is None
     # NumPy's own allocations are not redirected: across sizes, some land off a 64-byte boundary.
     assert any(address(np.empty(n, np.float32)) % 64 for n in range(100, 200))
+
+
+def misaligned_copy(a, offset_bytes=16):
+    """A C-contiguous copy of `a` whose data start `offset_bytes` past a 64-byte boundary."""
+    raw = _cpu.empty(a.nbytes + 64, np.uint8)
+    b = raw[offset_bytes:offset_bytes + a.nbytes].view(a.dtype).reshape(a.shape)
+    b[...] = a
+    return b
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding", [((4, 12, 12, 1), (3, 3, 1, 32), "valid"),   # direct
+                                                       ((3, 9, 9, 16), (3, 3, 16, 64), "same")])  # in place
+@pytest.mark.parametrize("offset", [4, 16, 32])
+def test_backward_weight_gives_the_same_bits_at_any_alignment(x_shape, w_shape, padding, offset):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    dy = rng.standard_normal(zg.kernels.reference.conv2d(x, np.zeros(w_shape, np.float32), padding=padding).shape)
+    aligned = _cpu.empty(dy.shape, np.float32)
+    aligned[...] = dy
+    shifted = misaligned_copy(aligned, offset)
+    assert address(aligned) % 64 == 0 and address(shifted) % 64 == offset
+    with zg.kernels.use_backend("cpp"):
+        got = [zg.kernels.conv2d_backward_weight(x, d, w_shape, padding=padding, with_bias=True) for d in (aligned, shifted)]
+    np.testing.assert_array_equal(got[0][0], got[1][0])
+    np.testing.assert_array_equal(got[0][1], got[1][1])
