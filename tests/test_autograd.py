@@ -109,6 +109,9 @@ OPS = [
        [(1, 7, 7, 2), (2, 3, 2, 2)]),
     Op("conv2d-fused-relu", lambda x, w, b: F.conv2d(x, w, b, padding="same", activation="relu"),
        [(2, 5, 4, 2), (3, 3, 2, 3), (3,)]),
+    Op("conv2d-relu-max_pool2d", F.conv2d_relu_max_pool2d, [(2, 6, 7, 2), (3, 3, 2, 3), (3,)]),
+    Op("conv2d-relu-max_pool2d-same-overlap", lambda x, w: F.conv2d_relu_max_pool2d(
+        x, w, padding="same", pool_size=3, pool_stride=2, pool_padding="same"), [(1, 6, 5, 2), (2, 2, 2, 3)]),
     Op("max_pool2d", F.max_pool2d, [(2, 4, 6, 3)], make=distinct),
     Op("max_pool2d-overlap-same", lambda x: F.max_pool2d(x, 3, stride=2, padding="same"), [(1, 5, 5, 2)],
        make=distinct),

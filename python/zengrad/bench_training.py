@@ -88,22 +88,28 @@ def seed_epoch_s(backend: str, device: str = "cpu") -> float | None:
 def layer_split(repeats: int = 30) -> list[tuple[str, float, float]]:
     """[(part, forward ms, backward ms)] for one step on the current backend.
 
-    Each layer is timed alone on the activations it sees in a real step; its input requires a
-    gradient except for the first layer's (the images), as in training."""
+    Each layer (or pair that a step runs as one op) is timed alone on the activations it sees in
+    a real step; its input requires a gradient except for the first layer's (the images), as in
+    training."""
     model, x, y = _model_and_batch()
     rows, activation = [], x
-    for i, layer in enumerate(model.layers):
+    for i, (layer, following) in enumerate(model._runs()):   # as a step runs them, fused pairs as one part
         inp = zg.Tensor(activation, requires_grad=i > 0)  # no copy: a step passes activations as they are
 
-        def forward(inp=inp, layer=layer):
+        def forward(inp=inp, layer=layer, following=following):
             inp.grad = None
+            if following is not None:
+                return layer.call_then(inp, following, training=True)
             return layer(inp, training=True)
 
         out = forward()
         g = np.random.default_rng(i).standard_normal(out.shape).astype(out.dtype)
         fwd = _median_ms(forward, repeats)
         bwd = _median_ms(lambda: forward().backward(g), repeats) - fwd
-        rows.append((f"{layer.name} ({type(layer).__name__})", fwd, max(bwd, 0.0)))
+        name = f"{layer.name} ({type(layer).__name__})"
+        if following is not None:
+            name = f"{layer.name} + {following.name} (fused)"
+        rows.append((name, fwd, max(bwd, 0.0)))
         activation = out.data
 
     logits = zg.tensor(activation, requires_grad=True)

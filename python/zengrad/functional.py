@@ -18,7 +18,7 @@ from .random import uniform_like
 from .tensor import Tensor, is_grad_enabled
 
 __all__ = [
-    "linear", "conv2d", "max_pool2d", "avg_pool2d", "relu", "sigmoid", "tanh", "softmax",
+    "linear", "conv2d", "conv2d_relu_max_pool2d", "max_pool2d", "avg_pool2d", "relu", "sigmoid", "tanh", "softmax",
     "log_softmax", "flatten", "dropout", "batch_norm", "cross_entropy", "categorical_cross_entropy",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
 ]
@@ -92,14 +92,45 @@ def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None)
     def backward(g):
         if activation == "relu":
             g = kernels.relu_backward(g, y)
-        dx = kernels.conv2d_backward_data(g, w.data, x.shape, **geometry) if x.requires_grad else None
-        if b is None:
-            dw = kernels.conv2d_backward_weight(x.data, g, w.shape, **geometry) if w.requires_grad else None
-            return dx, dw
-        dw, db = kernels.conv2d_backward_weight(x.data, g, w.shape, with_bias=True, **geometry)
-        return dx, dw, db
+        return _conv2d_grads(g, x, w, b, geometry)
 
     return Tensor._result(y, (x, w) if b is None else (x, w, b), backward)
+
+
+def _conv2d_grads(g, x, w, b, geometry):
+    """(dx, dw[, db]) of conv2d from the gradient g of its output (before any activation)."""
+    dx = kernels.conv2d_backward_data(g, w.data, x.shape, **geometry) if x.requires_grad else None
+    if b is None:
+        dw = kernels.conv2d_backward_weight(x.data, g, w.shape, **geometry) if w.requires_grad else None
+        return dx, dw
+    dw, db = kernels.conv2d_backward_weight(x.data, g, w.shape, with_bias=True, **geometry)
+    return dx, dw, db
+
+
+def conv2d_relu_max_pool2d(x, w, b=None, stride=1, padding="valid", dilation=1, pool_size=2, pool_stride=None,
+                           pool_padding="valid") -> Tensor:
+    """max_pool2d(conv2d(x, w, b, activation="relu")) as one op, for a convolution whose output
+    nothing else reads (a Sequential's Conv2D(activation="relu") before MaxPooling2D): the same
+    values and gradients, bit for bit, with less memory traffic. A window's gradient reaches its
+    winner only, where the ReLU's output is the window's maximum; so the ReLU's mask is applied to
+    the pooled gradient (a quarter of the size for 2x2 windows) instead of to the convolution's."""
+    x, w = _t(x, "x", "conv2d_relu_max_pool2d"), _t(w, "w", "conv2d_relu_max_pool2d")
+    b = None if b is None else _t(b, "b", "conv2d_relu_max_pool2d")
+    _same_device("conv2d_relu_max_pool2d", x=x, w=w, b=b)
+    geometry = dict(stride=stride, padding=padding, dilation=dilation)
+    pooling = dict(stride=pool_stride, padding=pool_padding)
+    y = kernels.conv2d(x.data, w.data, None if b is None else b.data, activation="relu", **geometry)
+    parents = (x, w) if b is None else (x, w, b)
+    if not (is_grad_enabled() and any(p.requires_grad for p in parents)):
+        return Tensor(kernels.max_pool2d(y, pool_size, **pooling))
+    pooled, winners = kernels.max_pool2d(y, pool_size, return_indices=True, **pooling)
+
+    def backward(g):
+        g = kernels.relu_backward(g, pooled)
+        g = kernels.max_pool2d_backward(g, y, pool_size, indices=winners, **pooling)
+        return _conv2d_grads(g, x, w, b, geometry)
+
+    return Tensor._result(pooled, parents, backward)
 
 
 def max_pool2d(x, pool_size=2, stride=None, padding="valid") -> Tensor:

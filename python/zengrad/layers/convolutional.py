@@ -69,6 +69,20 @@ class Conv2D(ActivationMixin, Layer):
         return F.conv2d(x, self.kernel, self.bias, stride=self.strides, padding=self.padding,
                         dilation=self.dilation_rate)
 
+    def fuses_with(self, following) -> bool:
+        """Whether call_then(x, following) can take this layer and `following` in one op."""
+        from .pooling import MaxPooling2D
+        return self.activation_name == "relu" and type(following) is MaxPooling2D
+
+    def call_then(self, x, following, training=False):
+        """following(self(x)), where nothing else reads this layer's output (inside a Sequential):
+        a ReLU convolution then max pooling as one op (F.conv2d_relu_max_pool2d)."""
+        self._check_call(x.shape)
+        following._check_call((x.shape[0],) + self.output_shape[1:])
+        return F.conv2d_relu_max_pool2d(x, self.kernel, self.bias, stride=self.strides, padding=self.padding,
+                                        dilation=self.dilation_rate, pool_size=following.pool_size,
+                                        pool_stride=following.strides, pool_padding=following.padding)
+
     def call(self, x, training=False):
         if self.activation_name == "relu":  # fused into the convolution kernel
             return F.conv2d(x, self.kernel, self.bias, stride=self.strides, padding=self.padding,

@@ -134,6 +134,7 @@ class Sequential:
     def __init__(self, layers=None, name=None):
         self.name = name or unique_name("sequential")
         self._layers: list[Layer] = []
+        self._runs_of_layers = None     # _runs(), worked out once per list of layers
         self._declared_input_shape = None
         self.built = False
         self.optimizer = None
@@ -169,6 +170,7 @@ class Sequential:
         if layer.device != self._device:    # layers take the model's device
             layer.to(self._device)
         self._layers.append(layer)
+        self._runs_of_layers = None
         self.built = False
         if self._declared_input_shape is not None:
             self.build(self._declared_input_shape)
@@ -177,6 +179,7 @@ class Sequential:
         if not self._layers:
             raise ValueError("Sequential.pop(): the model has no layers")
         layer = self._layers.pop()
+        self._runs_of_layers = None
         self.built = bool(self._layers) and all(l.built for l in self._layers)
         return layer
 
@@ -279,10 +282,29 @@ class Sequential:
                 x = zg.Tensor(x if x.dtype == self.dtype else x.astype(self.dtype))
         if not self.built:
             self.build((None,) + tuple(x.shape[1:]))
-        for layer in self._layers[:-1]:
-            x = layer(x, training=training)
-        last = self._layers[-1]
+        *runs, (last, _) = self._runs()
+        for layer, following in runs:
+            x = layer(x, training=training) if following is None else layer.call_then(x, following, training=training)
         return last.call_pre_activation(x, training=training) if logits else last(x, training=training)
+
+    def _runs(self):
+        """The layers as the forward pass runs them: (layer, None) alone, or (layer, following) as
+        one op, layer.call_then(x, following), where the layer's output is read by its successor
+        only (a ReLU convolution, then max pooling): the same results, less memory traffic. The
+        last layer runs alone (the loss may take its logits)."""
+        if self._runs_of_layers is None:
+            layers, runs, i = self._layers, [], 0
+            while i < len(layers):
+                layer = layers[i]
+                following = layers[i + 1] if i + 2 < len(layers) else None
+                if following is not None and getattr(layer, "fuses_with", None) and layer.fuses_with(following):
+                    runs.append((layer, following))
+                    i += 2
+                else:
+                    runs.append((layer, None))
+                    i += 1
+            self._runs_of_layers = runs
+        return self._runs_of_layers
 
     def __call__(self, x, training=False):
         """The model's output Tensor for inputs x (N, ...)."""
