@@ -107,10 +107,3 @@ def test_sequential_fuses_only_a_relu_convolution_before_max_pooling(monkeypatch
                    zg.layers.Conv2D(4, 1, activation="relu"), zg.layers.MaxPooling2D()]).predict(x)  # pool last
     assert calls == []
 
-
-def test_the_bench_times_a_fused_pair_as_one_part():
-    from zengrad.bench_training import layer_split
-
-    parts = [name for name, forward, backward in layer_split(repeats=1)]
-    assert [p.endswith("(fused)") for p in parts] == [True, True] + [False] * (len(parts) - 2)
-    assert parts[-2:] == ["loss (cross_entropy)", "optimizer (Adam)"]

@@ -4,7 +4,8 @@ seed-step   one training step at batch 32 (forward, loss, backward, Adam), per b
 seed-epoch  one epoch over the 60,000 Fashion-MNIST training images at batch 32 (needs the
             full data set: see zengrad.datasets), per backend;
 layers      one step taken apart: each layer's forward and backward, the loss, the optimizer,
-            and what is left (Python and the graph), so that performance work knows where to look.
+            and what is left (Python and the graph), so that performance work knows where to look;
+            and, on the cpp backend, the time of a step spent outside the compiled kernels.
 
 On a GPU (`devices` with "cuda"): seed-step is the time per step of steps queued back to back
 (the batch already on the device, one synchronisation per sample of steps), as in fit, which
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import types
 
 import numpy as np
 
@@ -124,6 +126,42 @@ def layer_split(repeats: int = 30) -> list[tuple[str, float, float]]:
     return rows
 
 
+def outside_kernels(repeats: int = 300) -> tuple[float, float]:
+    """(ms per step, ms of it outside the compiled kernels) for training steps on the "cpp"
+    backend: every call into zengrad._cpu is timed, its argument conversion included; the rest is
+    Python, NumPy calls and allocations (with about 0.2 us of timing per kernel call)."""
+    from zengrad.kernels import _cpp_backend as cpp
+
+    real, inside = cpp._cpu, [0.0]
+
+    def timed(fn):
+        def call(*args):
+            start = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                inside[0] += time.perf_counter() - start
+        return call
+
+    names = [n for n in dir(real) if not n.startswith("_") and callable(getattr(real, n))]
+    proxy = types.SimpleNamespace(**{n: getattr(real, n) if n == "empty" else timed(getattr(real, n)) for n in names})
+    saved = cpp.BACKEND.try_gemm, cpp.BACKEND.try_adam_update
+    with kernels.use_backend("cpp"):
+        model, x, y = _model_and_batch()
+        for _ in range(20):
+            model.train_on_batch(x, y)
+        cpp._cpu, cpp.BACKEND.try_gemm, cpp.BACKEND.try_adam_update = proxy, proxy.gemm, proxy.adam_update
+        try:
+            start = time.perf_counter()
+            for _ in range(repeats):
+                model.train_on_batch(x, y)
+            total = time.perf_counter() - start
+        finally:
+            cpp._cpu = real
+            cpp.BACKEND.try_gemm, cpp.BACKEND.try_adam_update = saved
+    return 1e3 * total / repeats, 1e3 * (total - inside[0]) / repeats
+
+
 def _full_data():
     """The full Fashion-MNIST training set as the seed CNN takes it, or None when not found."""
     try:
@@ -191,3 +229,7 @@ def run(backends, *, quick: bool = False, peers=(), devices=("cpu",)) -> None:
         print(f"  {part:34} {fwd:8.3f} {bwd:9.3f} {100 * (fwd + bwd) / step:5.1f}%")
     print(f"  {'sum of the parts':34} {total:18.3f} {100 * total / step:5.1f}%")
     print(f"  {'the whole step':34} {step:18.3f}  (the rest: Python, the graph walk, batching)")
+    if current == "cpp":
+        whole, outside = outside_kernels(repeats=100 if quick else 300)
+        print(f"  outside the compiled kernels: {outside:.3f} of {whole:.3f} ms a step ({100 * outside / whole:.1f}%; "
+              "Python, NumPy calls, allocations)")
