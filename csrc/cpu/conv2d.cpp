@@ -22,7 +22,6 @@ inline void copy(T* d, const T* s, long count) {
   for (long t = 0; t < count; ++t) d[t] = s[t];
 }
 
-// The patch rows of an image (h x w pixels of c channels) under a kh x kw window dilated by
 // `rows` (count x n, contiguous) as they are when their vectors start on cache lines, else an
 // aligned copy of them (this thread's scratch): read many times a vector at a time, a misaligned
 // row would split each load across two lines.
@@ -34,6 +33,7 @@ const T* aligned_rows(const T* rows, long count, long n) {
   return copied;
 }
 
+// The patch rows of an image (h x w pixels of c channels) under a kh x kw window dilated by
 // (dh, dw): the row of the window whose top-left tap lands on (top, left) concatenates, for
 // taps (i, j) in row-major order, the c channels at pixel (top + i*dh, left + j*dw), or zeros
 // where that pixel is outside the image. One kernel row of taps is one segment of kw*c columns,
@@ -499,14 +499,17 @@ struct Vector64<double> {
 template <class T>
 constexpr long kDirectBlock = 2 * 64 / sizeof(T);
 
+// Always inlined: called (not inlined) from a multiversioned function, it would run as its
+// baseline-ISA build, the 64-byte vectors emulated (conv1's backward-weight took 30x as long).
 template <class T>
-inline void add_row(T* __restrict acc, const T* xs, long step, const T* __restrict dy_row, long o, long ow0, long ow1,
+__attribute__((always_inline)) inline void add_row(T* __restrict acc, const T* xs, long step,
+                                                   const T* __restrict dy_row, long o, long ow0, long ow1,
                     long width) {
   using V = typename Vector64<T>::type;
   constexpr long W = 64 / sizeof(T);
   if (width == 2 * W) {
     // Even and odd columns in separate sums: each sum is a chain of dependent adds, and two
-    // chains alone left the FMA units idle (a quarter of conv1's backward-weight was db's sum).
+    // chains alone left the FMA units idle.
     V s0 = {}, s1 = {}, t0 = {}, t1 = {};
     long ow = ow0;
     for (; ow + 1 < ow1; ow += 2) {
@@ -540,37 +543,12 @@ inline void add_row(T* __restrict acc, const T* xs, long step, const T* __restri
   }
 }
 
-// add_row for three taps at once over one range of columns (whole blocks only): each element of
-// dy_row is loaded once for the three, and six sums advance side by side. One tap's sum alone is
-// a chain of dependent adds, four cycles each; six fill the FMA units (conv1's backward-weight,
-// 3 x 3 taps over 1 channel: 0.15 -> 0.08 ms).
-template <class T>
-inline void add_row_3_taps(T* const* acc, const T* const* xs, long step, const T* __restrict dy_row, long o, long ow0,
-                           long ow1) {
-  using V = typename Vector64<T>::type;
-  constexpr long W = 64 / sizeof(T);
-  V s[3][2] = {};
-  for (long ow = ow0; ow < ow1; ++ow) {
-    V d0, d1;
-    std::memcpy(&d0, dy_row + ow * o, sizeof(V));
-    std::memcpy(&d1, dy_row + ow * o + W, sizeof(V));
-    for (int t = 0; t < 3; ++t) {
-      const T v = xs[t][ow * step];
-      s[t][0] += v * d0;
-      s[t][1] += v * d1;
-    }
-  }
-  for (int t = 0; t < 3; ++t)
-    for (long l = 0; l < W; ++l) acc[t][l] += s[t][0][l], acc[t][W + l] += s[t][1][l];
-}
-
 // Backward-weight for inputs with few channels: as a GEMM its M would be kh*kw*c (9 for a 3x3
 // first layer), too few rows for a micro-kernel tile and each costing a gather per pixel.
 // Directly instead: for each output row and tap, dw[tap] += sum over the row's pixels of
 // x[pixel of tap] * dy[pixel], L output channels at a time in registers (accumulating in memory
-// would chain every add through a store and a load); three taps of a kernel row at a time over
-// the columns where all three land inside the image, each tap alone over the rest. Adds output
-// rows [first, last) into dw_part (kh*kw*c, o) and db_part (o).
+// would chain every add through a store and a load). Adds output rows [first, last) into
+// dw_part (kh*kw*c, o) and db_part (o).
 template <class T>
 ZG_MULTIVERSION void backward_weight_direct_rows(const T* x, const T* dy, T* dw_part, T* db_part, long o, long first,
                                                  long last, const Window& g) {
@@ -581,7 +559,7 @@ ZG_MULTIVERSION void backward_weight_direct_rows(const T* x, const T* dy, T* dw_
   for (long j = 0; j < g.kw; ++j) inside[j] = columns_inside(g, j);
   for (long row = first; row < last; ++row) {
     const long n = row / g.ho, oh = row % g.ho;
-    const T* dy_row = aligned_rows(dy + row * g.wo * o, g.wo, o);  // read 1 + kh*kw*c/3 times
+    const T* dy_row = aligned_rows(dy + row * g.wo * o, g.wo, o);  // read 1 + kh*kw*c times
     for (long co0 = 0; co0 < o; co0 += L) {
       const long width = std::min(L, o - co0);
       add_row<T>(db_part + co0, nullptr, 0, dy_row + co0, o, 0, g.wo, width);
@@ -589,28 +567,11 @@ ZG_MULTIVERSION void backward_weight_direct_rows(const T* x, const T* dy, T* dw_
         const long ih = oh * g.sh - g.pt + i * g.dh;
         if (ih < 0 || ih >= g.h) continue;
         const T* x_row = x + (n * g.h + ih) * g.w * g.c;
-        // xs(j, ci)[ow * step]: the value of tap (i, j, ci) at output column ow.
-        auto xs = [&](long j, long ci) { return x_row + (j * g.dw - g.pl) * g.c + ci; };
-        auto sums = [&](long j, long ci) { return dw_part + ((i * g.kw + j) * g.c + ci) * o + co0; };
-        for (long ci = 0; ci < g.c; ++ci) {
-          long j = 0;
-          for (; width == L && j + 3 <= g.kw; j += 3) {
-            long lo = 0, hi = g.wo;  // the columns where all three land inside
-            for (long t = 0; t < 3; ++t) lo = std::max(lo, inside[j + t].first), hi = std::min(hi, inside[j + t].second);
-            hi = std::max(lo, hi);
-            T* acc[3] = {sums(j, ci), sums(j + 1, ci), sums(j + 2, ci)};
-            const T* taps[3] = {xs(j, ci), xs(j + 1, ci), xs(j + 2, ci)};
-            add_row_3_taps<T>(acc, taps, step, dy_row + co0, o, lo, hi);
-            for (long t = 0; t < 3; ++t) {  // the edge columns of each tap, where the others fall outside
-              const auto [a, b] = inside[j + t];
-              if (a < std::min(b, lo)) add_row<T>(acc[t], taps[t], step, dy_row + co0, o, a, std::min(b, lo), width);
-              if (std::max(a, hi) < b) add_row<T>(acc[t], taps[t], step, dy_row + co0, o, std::max(a, hi), b, width);
-            }
-          }
-          for (; j < g.kw; ++j) {
-            const auto [a, b] = inside[j];
-            add_row<T>(sums(j, ci), xs(j, ci), step, dy_row + co0, o, a, b, width);
-          }
+        for (long j = 0; j < g.kw; ++j) {
+          const auto [ow0, ow1] = inside[j];
+          for (long ci = 0; ci < g.c; ++ci)  // xs[ow * step]: the value of tap (i, j, ci) at output column ow
+            add_row<T>(dw_part + ((i * g.kw + j) * g.c + ci) * o + co0, x_row + (j * g.dw - g.pl) * g.c + ci, step,
+                       dy_row + co0, o, ow0, ow1, width);
         }
       }
     }
