@@ -75,6 +75,7 @@ def test_backward_weight_gives_the_same_bits_at_any_alignment(x_shape, w_shape, 
     shifted = misaligned_copy(aligned, offset)
     assert address(aligned) % 64 == 0 and address(shifted) % 64 == offset
     with zg.kernels.use_backend("cpp"):
-        got = [zg.kernels.conv2d_backward_weight(x, d, w_shape, padding=padding, with_bias=True) for d in (aligned, shifted)]
+        got = [zg.kernels.conv2d_backward_weight(x, d, w_shape, padding=padding, with_bias=True)
+               for d in (aligned, shifted)]
     np.testing.assert_array_equal(got[0][0], got[1][0])
     np.testing.assert_array_equal(got[0][1], got[1][1])

@@ -70,7 +70,8 @@ void bind_for(py::module_& m) {
         "max pooling: x (N, H, W, C) -> y (N, Ho, Wo, C) and, unless None, the winners' pixels, in place");
   m.def("max_pool2d_backward", &max_pool2d_backward_py<T>, py::arg("dy").noconvert(), py::arg("x").noconvert(),
         py::arg("winners").noconvert(), py::arg("dx").noconvert(), py::arg("g"),
-        "max pooling backward: dy, x (or the forward's winners) -> dx (N, H, W, C), in place; False when a winner is outside [0, H*W)");
+        "max pooling backward: dy, x (or the forward's winners) -> dx (N, H, W, C), in place; False when a "
+        "winner is outside [0, H*W)");
   m.def("avg_pool2d", &avg_pool2d_py<T>, py::arg("x").noconvert(), py::arg("y").noconvert(), py::arg("g"),
         "average pooling: x (N, H, W, C) -> y (N, Ho, Wo, C), written in place");
   m.def("avg_pool2d_backward", &avg_pool2d_backward_py<T>, py::arg("dy").noconvert(), py::arg("dx").noconvert(),

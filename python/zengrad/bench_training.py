@@ -129,7 +129,7 @@ def layer_split(repeats: int = 30) -> list[tuple[str, float, float]]:
 def outside_kernels(repeats: int = 300) -> tuple[float, float]:
     """(ms per step, ms of it outside the compiled kernels) for training steps on the "cpp"
     backend: every call into zengrad._cpu is timed, its argument conversion included; the rest is
-    Python, NumPy calls and allocations (with about 0.2 us of timing per kernel call)."""
+    Python, NumPy calls and allocations (and about half a microsecond of timing per kernel call)."""
     from zengrad.kernels import _cpp_backend as cpp
 
     real, inside = cpp._cpu, [0.0]

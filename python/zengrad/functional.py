@@ -18,8 +18,8 @@ from .random import uniform_like
 from .tensor import Tensor, is_grad_enabled
 
 __all__ = [
-    "linear", "conv2d", "conv2d_relu_max_pool2d", "max_pool2d", "avg_pool2d", "relu", "sigmoid", "tanh", "softmax",
-    "log_softmax", "flatten", "dropout", "batch_norm", "cross_entropy", "categorical_cross_entropy",
+    "linear", "conv2d", "conv2d_relu_max_pool2d", "max_pool2d", "avg_pool2d", "relu", "sigmoid", "tanh",
+    "softmax", "log_softmax", "flatten", "dropout", "batch_norm", "cross_entropy", "categorical_cross_entropy",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
 ]
 

@@ -23,6 +23,9 @@
 
 namespace zg {
 
+// The scratch buffers a thread keeps: what a call stores in one slot must not be in use in it.
+enum ScratchSlot { kSlotPackA, kSlotPackB, kSlotConv, kSlotPatchRow, kSlotPadded, kSlotAligned, kSlotCount };
+
 // A 64-byte-aligned scratch buffer that only grows, one per thread and slot: packing buffers
 // are reused across calls instead of being allocated (and page-faulted) each time.
 template <class T>
@@ -32,7 +35,7 @@ T* scratch(int slot, std::size_t count) {
     std::size_t bytes = 0;
     ~Buffer() { std::free(data); }
   };
-  thread_local Buffer buffers[6];
+  thread_local Buffer buffers[kSlotCount];
   Buffer& buf = buffers[slot];
   std::size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
   if (bytes > buf.bytes) {
@@ -43,7 +46,6 @@ T* scratch(int slot, std::size_t count) {
   }
   return static_cast<T*>(buf.data);
 }
-enum ScratchSlot { kSlotPackA = 0, kSlotPackB = 1, kSlotConv = 2, kSlotPatchRow = 3, kSlotPadded = 4, kSlotAligned = 5 };
 
 // A matrix whose element (i, j) is data[i * rs + j * cs]: any transpose of a C-contiguous array.
 template <class T>
