@@ -107,3 +107,13 @@ def test_sequential_fuses_only_a_relu_convolution_before_max_pooling(monkeypatch
                    zg.layers.Conv2D(4, 1, activation="relu"), zg.layers.MaxPooling2D()]).predict(x)  # pool last
     assert calls == []
 
+
+
+def test_a_fused_pair_checks_the_shapes_of_each_call():
+    """The pooling layer's check sees the convolution's output for this input, not the build's."""
+    model = zg.Sequential([zg.layers.Conv2D(4, 3, activation="relu"), zg.layers.MaxPooling2D(),
+                           zg.layers.Conv2D(2, 1)])            # any image size
+    assert model(np.zeros((1, 12, 12, 1), np.float32)).shape == (1, 5, 5, 2)
+    assert model(np.zeros((1, 20, 16, 1), np.float32)).shape == (1, 9, 7, 2)
+    with pytest.raises(ValueError, match=r"'max_pooling2d\w*' \(MaxPooling2D\): input of shape \(1, 1, 1, 4\)"):
+        model(np.zeros((1, 3, 3, 1), np.float32))

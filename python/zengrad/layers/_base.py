@@ -123,7 +123,7 @@ class Layer(abc.ABC):
         self._weights: list[tuple[str, object, bool]] = []   # (name, Tensor, trainable)
         self._constants: list = []                            # Tensors that move with the weights
         self._fixed_axes: dict[int, int] = {}                 # axis -> size fixed by the build
-        self._called_with = None                              # the input shape the last call checked
+        self._called_with = (None, None)                      # (input shape, output shape) last checked
         self._device = _device.CPU
 
     def __repr__(self):
@@ -255,10 +255,11 @@ class Layer(abc.ABC):
         return zg.tensor(arr, dtype=self.dtype, device=self._device)
 
     def _check_call(self, shape):
-        """build_from_shape for a call's input; once per shape (a training loop repeats one)."""
-        if shape != self._called_with:
-            self.build_from_shape(shape)
-            self._called_with = shape
+        """build_from_shape for a call's input, once per shape (a training loop repeats one);
+        returns the output shape."""
+        if shape != self._called_with[0]:
+            self._called_with = (shape, self.build_from_shape(shape))
+        return self._called_with[1]
 
     def __call__(self, x, training=False):
         x = self._as_tensor(x)

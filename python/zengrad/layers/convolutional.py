@@ -77,8 +77,7 @@ class Conv2D(ActivationMixin, Layer):
     def call_then(self, x, following, training=False):
         """following(self(x)), where nothing else reads this layer's output (inside a Sequential):
         a ReLU convolution then max pooling as one op (F.conv2d_relu_max_pool2d)."""
-        self._check_call(x.shape)
-        following._check_call((x.shape[0],) + self.output_shape[1:])
+        following._check_call(self._check_call(x.shape))
         return F.conv2d_relu_max_pool2d(x, self.kernel, self.bias, stride=self.strides, padding=self.padding,
                                         dilation=self.dilation_rate, pool_size=following.pool_size,
                                         pool_stride=following.strides, pool_padding=following.padding)
