@@ -88,7 +88,7 @@ std::optional<double> finite_number(py::handle h) {
 // absent (then new, beta ignored) or of the result's dtype and shape, writeable and apart from
 // both operands. Returns out, or None (declined).
 py::object gemm_py(py::handle a, py::handle b, py::handle out, py::handle trans_a, py::handle trans_b, py::handle alpha,
-                py::handle beta) {
+                   py::handle beta) {
   const auto A = plain_array(a, 2, false), B = plain_array(b, 2, false);
   const auto al = finite_number(alpha), be = finite_number(beta);
   if (!A || !B || A->is_float != B->is_float || !PyBool_Check(trans_a.ptr()) || !PyBool_Check(trans_b.ptr()) || !al ||
@@ -114,10 +114,10 @@ py::object gemm_py(py::handle a, py::handle b, py::handle out, py::handle trans_
     py::gil_scoped_release release;
     if (A->is_float)
       gemm<float>(ta, tb, m, n, k, float(*al), static_cast<const float*>(A->array.data()), lda,
-                      static_cast<const float*>(B->array.data()), ldb, float(beta_used), static_cast<float*>(c), n);
+                  static_cast<const float*>(B->array.data()), ldb, float(beta_used), static_cast<float*>(c), n);
     else
       gemm<double>(ta, tb, m, n, k, *al, static_cast<const double*>(A->array.data()), lda,
-                       static_cast<const double*>(B->array.data()), ldb, beta_used, static_cast<double*>(c), n);
+                   static_cast<const double*>(B->array.data()), ldb, beta_used, static_cast<double*>(c), n);
   }
   return C->array;
 }
@@ -125,7 +125,7 @@ py::object gemm_py(py::handle a, py::handle b, py::handle out, py::handle trans_
 // One Adam step in place: param, grad, m and v of one dtype and shape, param, m and v writeable
 // and apart from each other, the four numbers finite. True when done, False (declined).
 bool adam_update_py(py::handle param, py::handle grad, py::handle m, py::handle v, py::handle alpha, py::handle beta_1,
-                 py::handle beta_2, py::handle epsilon) {
+                    py::handle beta_2, py::handle epsilon) {
   auto P = plain_array(param, -1, true), M = plain_array(m, -1, true), V = plain_array(v, -1, true);
   const auto G = plain_array(grad, -1, false);
   const auto a = finite_number(alpha), b1 = finite_number(beta_1), b2 = finite_number(beta_2), e = finite_number(epsilon);
@@ -140,10 +140,10 @@ bool adam_update_py(py::handle param, py::handle grad, py::handle m, py::handle 
   py::gil_scoped_release release;
   if (G->is_float)
     adam_update<float>(static_cast<float*>(pp), static_cast<const float*>(pg), static_cast<float*>(pm),
-                           static_cast<float*>(pv), n, *a, *b1, *b2, *e);
+                       static_cast<float*>(pv), n, *a, *b1, *b2, *e);
   else
     adam_update<double>(static_cast<double*>(pp), static_cast<const double*>(pg), static_cast<double*>(pm),
-                            static_cast<double*>(pv), n, *a, *b1, *b2, *e);
+                        static_cast<double*>(pv), n, *a, *b1, *b2, *e);
   return true;
 }
 

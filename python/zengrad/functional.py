@@ -83,11 +83,7 @@ def linear(x, w, b=None) -> Tensor:
 def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None) -> Tensor:
     """x (N, H, W, C) conv w (kh, kw, C, O) + b (O,) -> (N, Ho, Wo, O); activation=None or "relu"
     (fused into the kernel: relu(conv2d(...)) without a pass of its own)."""
-    x, w = _t(x, "x", "conv2d"), _t(w, "w", "conv2d")
-    b = None if b is None else _t(b, "b", "conv2d")
-    _same_device("conv2d", x=x, w=w, b=b)
-    geometry = dict(stride=stride, padding=padding, dilation=dilation)
-    y = kernels.conv2d(x.data, w.data, None if b is None else b.data, activation=activation, **geometry)
+    x, w, b, geometry, y = _conv2d_forward("conv2d", x, w, b, stride, padding, dilation, activation)
 
     def backward(g):
         if activation == "relu":
@@ -95,6 +91,16 @@ def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None)
         return _conv2d_grads(g, x, w, b, geometry)
 
     return Tensor._result(y, (x, w) if b is None else (x, w, b), backward)
+
+
+def _conv2d_forward(func, x, w, b, stride, padding, dilation, activation):
+    """(x, w, b as Tensors, the geometry keywords, y) of a convolution's forward pass."""
+    x, w = _t(x, "x", func), _t(w, "w", func)
+    b = None if b is None else _t(b, "b", func)
+    _same_device(func, x=x, w=w, b=b)
+    geometry = dict(stride=stride, padding=padding, dilation=dilation)
+    y = kernels.conv2d(x.data, w.data, None if b is None else b.data, activation=activation, **geometry)
+    return x, w, b, geometry, y
 
 
 def _conv2d_grads(g, x, w, b, geometry):
@@ -114,12 +120,8 @@ def conv2d_relu_max_pool2d(x, w, b=None, stride=1, padding="valid", dilation=1, 
     values and gradients, bit for bit, with less memory traffic. A window's gradient reaches its
     winner only, where the ReLU's output is the window's maximum; so the ReLU's mask is applied to
     the pooled gradient (a quarter of the size for 2x2 windows) instead of to the convolution's."""
-    x, w = _t(x, "x", "conv2d_relu_max_pool2d"), _t(w, "w", "conv2d_relu_max_pool2d")
-    b = None if b is None else _t(b, "b", "conv2d_relu_max_pool2d")
-    _same_device("conv2d_relu_max_pool2d", x=x, w=w, b=b)
-    geometry = dict(stride=stride, padding=padding, dilation=dilation)
+    x, w, b, geometry, y = _conv2d_forward("conv2d_relu_max_pool2d", x, w, b, stride, padding, dilation, "relu")
     pooling = dict(stride=pool_stride, padding=pool_padding)
-    y = kernels.conv2d(x.data, w.data, None if b is None else b.data, activation="relu", **geometry)
     parents = (x, w) if b is None else (x, w, b)
     if not (is_grad_enabled() and any(p.requires_grad for p in parents)):
         return Tensor(kernels.max_pool2d(y, pool_size, **pooling))

@@ -266,6 +266,11 @@ class Layer(abc.ABC):
         self._check_call(x.shape)
         return self.call(x, training=training)
 
+    def fuses_with(self, following) -> bool:
+        """Whether call_then(x, following) runs this layer and `following` as one op; a layer that
+        can says so (Conv2D before MaxPooling2D)."""
+        return False
+
     @abc.abstractmethod
     def call(self, x, training=False):
         """Implemented by each subclass."""

@@ -70,7 +70,7 @@ class Conv2D(ActivationMixin, Layer):
                         dilation=self.dilation_rate)
 
     def fuses_with(self, following) -> bool:
-        """Whether call_then(x, following) can take this layer and `following` in one op."""
+        """A ReLU convolution runs with a max pooling after it as one op."""
         from .pooling import MaxPooling2D
         return self.activation_name == "relu" and type(following) is MaxPooling2D
 

@@ -297,7 +297,7 @@ class Sequential:
             while i < len(layers):
                 layer = layers[i]
                 following = layers[i + 1] if i + 2 < len(layers) else None
-                if following is not None and getattr(layer, "fuses_with", None) and layer.fuses_with(following):
+                if following is not None and layer.fuses_with(following):
                     runs.append((layer, following))
                     i += 2
                 else:
