@@ -46,9 +46,12 @@ def test_kernel_outputs_are_aligned_and_other_arrays_untouched():
     x, w = rng.random((2, 9, 9, 3), np.float32), rng.random((3, 3, 3, 16), np.float32)
     with zg.kernels.use_backend("cpp"):
         y = zg.kernels.conv2d(x, w)
+        pooled, winners = zg.kernels.max_pool2d(y, 2, return_indices=True)
         outputs = [y, zg.kernels.gemm(x.reshape(18, -1), x.reshape(18, -1), trans_b=True),
-                   zg.kernels.conv2d_backward_data(y, w, x.shape), zg.kernels.conv2d_backward_weight(x, y, w.shape),
-                   *zg.kernels.max_pool2d(x, 2, return_indices=True), zg.kernels.relu_backward(y, y)]
+                   zg.kernels.conv2d_backward_data(y, w, x.shape),
+                   *zg.kernels.conv2d_backward_weight(x, y, w.shape, with_bias=True), pooled, winners,
+                   zg.kernels.max_pool2d_backward(pooled, y, 2, indices=winners), zg.kernels.avg_pool2d(y, 2),
+                   zg.kernels.avg_pool2d_backward(pooled, y, 2), zg.kernels.relu(x), zg.kernels.relu_backward(y, y)]
     for out in outputs:
         assert address(out) % 64 == 0 and out.base is None
     # NumPy's own allocations are not redirected: across sizes, some land off a 64-byte boundary.

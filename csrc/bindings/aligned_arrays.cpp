@@ -72,6 +72,29 @@ void init_aligned_arrays() {
   if (!handler_capsule) throw pybind11::error_already_set();
 }
 
+namespace {
+
+// PyArray_Empty with our handler swapped in around it; steals descr.
+pybind11::object empty_with_handler(int ndim, npy_intp* dims, PyArray_Descr* descr) {
+  PyObject* previous = PyDataMem_SetHandler(handler_capsule);
+  if (!previous) {
+    Py_DECREF(descr);
+    throw pybind11::error_already_set();
+  }
+  PyObject* array = PyArray_Empty(ndim, dims, descr, 0);
+  PyObject* ours = PyDataMem_SetHandler(previous);  // restore, even when PyArray_Empty failed
+  Py_DECREF(previous);
+  if (!ours) {
+    Py_XDECREF(array);
+    throw pybind11::error_already_set();
+  }
+  Py_DECREF(ours);
+  if (!array) throw pybind11::error_already_set();
+  return pybind11::reinterpret_steal<pybind11::object>(array);
+}
+
+}  // namespace
+
 pybind11::object aligned_empty(pybind11::handle shape, pybind11::handle dtype) {
   PyArray_Descr* descr = nullptr;
   if (!PyArray_DescrConverter(dtype.ptr(), &descr)) throw pybind11::error_already_set();
@@ -80,21 +103,19 @@ pybind11::object aligned_empty(pybind11::handle shape, pybind11::handle dtype) {
     Py_DECREF(descr);
     throw pybind11::error_already_set();
   }
-  PyObject* previous = PyDataMem_SetHandler(handler_capsule);
-  PyObject* array = previous ? PyArray_Empty(dims.len, dims.ptr, descr, 0) : nullptr;  // steals descr
-  if (!previous) Py_DECREF(descr);
-  PyDimMem_FREE(dims.ptr);
-  if (previous) {
-    PyObject* ours = PyDataMem_SetHandler(previous);  // restore, even when PyArray_Empty failed
-    Py_DECREF(previous);
-    if (!ours) {
-      Py_XDECREF(array);
-      throw pybind11::error_already_set();
-    }
-    Py_DECREF(ours);
-  }
-  if (!array) throw pybind11::error_already_set();
-  return pybind11::reinterpret_steal<pybind11::object>(array);
+  struct FreeDims {
+    PyArray_Dims& d;
+    ~FreeDims() { PyDimMem_FREE(d.ptr); }
+  } free_dims{dims};
+  return empty_with_handler(dims.len, dims.ptr, descr);
+}
+
+pybind11::object aligned_array(int ndim, const long* shape, int type_number) {
+  npy_intp dims[NPY_MAXDIMS];
+  for (int d = 0; d < ndim; ++d) dims[d] = static_cast<npy_intp>(shape[d]);
+  PyArray_Descr* descr = PyArray_DescrFromType(type_number);
+  if (!descr) throw pybind11::error_already_set();
+  return empty_with_handler(ndim, dims, descr);
 }
 
 }  // namespace zg

@@ -15,4 +15,7 @@ void init_aligned_arrays();
 // aligned data. It owns its data (.base is None) and frees it itself, like any NumPy array.
 pybind11::object aligned_empty(pybind11::handle shape, pybind11::handle dtype);
 
+// The same, for the kernels' outputs: `ndim` sizes and a NumPy type number (NPY_FLOAT, ...).
+pybind11::object aligned_array(int ndim, const long* shape, int type_number);
+
 }  // namespace zg

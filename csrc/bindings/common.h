@@ -1,6 +1,4 @@
-// Helpers shared by the binding files. The Python layer has validated every argument already;
-// these checks are the last line of defence: whatever Python passes, no kernel may read or
-// write outside the arrays it was given.
+// Helpers shared by the binding files of both modules.
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -14,9 +12,6 @@
 namespace zg {
 namespace py = pybind11;
 
-template <class T>
-using Array = py::array_t<T, py::array::c_style>;
-
 // (n, h, w, c, kh, kw, ho, wo, sh, sw, dh, dw, pt, pb, pl, pr), as kernels/_validate.Window.
 // Every field is below 2^31 (Python clamps strides and refuses larger windows), so products of
 // two fields, and so all index arithmetic, fit in a long.
@@ -25,11 +20,11 @@ inline Window window_from(const py::tuple& t) {
   if (t.size() != 16) throw bad("expected a tuple of 16 ints");
   long v[16];
   for (int i = 0; i < 16; ++i) {
-    try {
-      v[i] = t[i].cast<long>();
-    } catch (const py::cast_error&) {
-      throw bad("expected a tuple of 16 ints");
-    }
+    PyObject* item = PyTuple_GET_ITEM(t.ptr(), i);
+    if (!PyLong_Check(item)) throw bad("expected a tuple of 16 ints");
+    int overflow = 0;
+    v[i] = PyLong_AsLongAndOverflow(item, &overflow);
+    if (overflow) v[i] = -1;  // out of range below
     const bool at_least_one = (i >= 4 && i <= 5) || (i >= 8 && i <= 11);  // kh, kw, strides, dilations
     if (v[i] < (at_least_one ? 1 : 0) || v[i] >= (1L << 31))
       throw bad("field " + std::to_string(i) + " out of range: " + std::to_string(v[i]));
@@ -40,21 +35,6 @@ inline Window window_from(const py::tuple& t) {
       g.wo != (g.w + g.pl + g.pr - span_w) / g.sw + 1)
     throw bad("inconsistent");
   return g;
-}
-
-template <class T>
-const T* in_ptr(const Array<T>& a, long expected_size, const char* name) {
-  if (a.size() != expected_size)
-    throw std::invalid_argument(std::string(name) + ": size " + std::to_string(a.size()) + ", expected " +
-                                std::to_string(expected_size));
-  return a.data();
-}
-
-template <class T>
-T* out_ptr(Array<T>& a, long expected_size, const char* name) {
-  if (!a.writeable()) throw std::invalid_argument(std::string(name) + " is read-only");
-  in_ptr<T>(a, expected_size, name);
-  return a.mutable_data();
 }
 
 }  // namespace zg

@@ -1,10 +1,8 @@
-// pybind11 bindings of the CPU pooling kernels (see common.h for the checks).
-#include <pybind11/stl.h>
-
+// The pooling kernels of zengrad._cpu (checks: checked_args.h). `geometry` is a
+// kernels/_validate.Window, worked out (and checked) in Python.
 #include <limits>
-#include <optional>
 
-#include "common.h"
+#include "checked_args.h"
 #include "cpu/pool2d.h"
 
 namespace zg {
@@ -18,71 +16,103 @@ Window pool_window(const py::tuple& geometry) {
   return g;
 }
 
-template <class T>
-void max_pool2d_py(const Array<T>& x, Array<T> y, std::optional<Array<int>> winners, const py::tuple& geometry) {
+// A float array (N, H, W, C) of the geometry's input, none of H, W, C empty (N may be).
+std::optional<Operand> pool_input(py::handle x, const Window& g) {
+  auto X = plain_array(x, 4, false);
+  if (!X || g.h == 0 || g.w == 0 || g.c == 0 || !has_shape(*X, {g.n, g.h, g.w, g.c})) return std::nullopt;
+  return X;
+}
+
+// x (N, H, W, C) -> a new y (N, Ho, Wo, C), or (y, winners) with the pixel ih * W + iw of each
+// window's first maximum (int32); None (declined).
+py::object max_pool2d_py(py::handle x, const py::tuple& geometry, bool with_winners) {
   const Window g = pool_window(geometry);
-  const T* xp = in_ptr<T>(x, g.n * g.h * g.w * g.c, "x");
-  T* yp = out_ptr<T>(y, g.n * g.ho * g.wo * g.c, "y");
-  int* wp = winners ? out_ptr<int>(*winners, g.n * g.ho * g.wo * g.c, "winners") : nullptr;
-  py::gil_scoped_release release;
-  max_pool2d(xp, yp, wp, g);
+  const auto X = pool_input(x, g);
+  if (!X) return py::none();
+  Operand Y{new_array({g.n, g.ho, g.wo, g.c}, X->is_float), X->is_float};
+  std::optional<Operand> WIN;
+  if (with_winners) WIN = Operand{new_index_array({g.n, g.ho, g.wo, g.c}), false};
+  {
+    py::gil_scoped_release release;
+    by_dtype(X->is_float, [&](auto zero) {
+      using T = decltype(zero);
+      max_pool2d<T>(X->in<T>(), Y.out<T>(), WIN ? WIN->out<int>() : nullptr, g);
+    });
+  }
+  if (WIN) return py::make_tuple(Y.array, WIN->array);
+  return Y.array;
 }
 
-template <class T>
-bool max_pool2d_backward_py(const Array<T>& dy, const Array<T>& x, const std::optional<Array<int>>& winners,
-                            Array<T> dx, const py::tuple& geometry) {
+// dy (N, Ho, Wo, C) and x (N, H, W, C) of one dtype, winners None or int32 (N, Ho, Wo, C) -> a new
+// dx; None (declined); False when a winner is outside [0, H*W) (the caller says so, by name). The
+// winners are only compared with pixel numbers, never used as addresses.
+py::object max_pool2d_backward_py(py::handle dy, py::handle x, py::handle winners, const py::tuple& geometry) {
   const Window g = pool_window(geometry);
-  const T* dyp = in_ptr<T>(dy, g.n * g.ho * g.wo * g.c, "dy");
-  const T* xp = in_ptr<T>(x, g.n * g.h * g.w * g.c, "x");
-  const int* wp = winners ? in_ptr<int>(*winners, g.n * g.ho * g.wo * g.c, "winners") : nullptr;
-  T* dxp = out_ptr<T>(dx, g.n * g.h * g.w * g.c, "dx");
-  // The kernel range-checks the winners as it reads them and says so (False: Python raises,
-  // naming the argument); it only compares them with pixel numbers, so no value can send it
-  // out of bounds.
-  py::gil_scoped_release release;
-  return max_pool2d_backward(dyp, xp, wp, dxp, g);
+  const auto DY = plain_array(dy, 4, false), X = pool_input(x, g);
+  if (!DY || !X || DY->is_float != X->is_float || !has_shape(*DY, {g.n, g.ho, g.wo, g.c})) return py::none();
+  std::optional<Operand> WIN;
+  if (!winners.is_none()) {
+    WIN = plain_index_array(winners, 4);
+    if (!WIN || !has_shape(*WIN, {g.n, g.ho, g.wo, g.c})) return py::none();
+  }
+  Operand DX{new_array({g.n, g.h, g.w, g.c}, X->is_float), X->is_float};
+  bool in_image = true;
+  {
+    py::gil_scoped_release release;
+    by_dtype(X->is_float, [&](auto zero) {
+      using T = decltype(zero);
+      in_image = max_pool2d_backward<T>(DY->in<T>(), X->in<T>(), WIN ? WIN->in<int>() : nullptr, DX.out<T>(), g);
+    });
+  }
+  if (!in_image) return py::bool_(false);
+  return DX.array;
 }
 
-template <class T>
-void avg_pool2d_py(const Array<T>& x, Array<T> y, const py::tuple& geometry) {
+// x (N, H, W, C) -> a new y (N, Ho, Wo, C); None (declined).
+py::object avg_pool2d_py(py::handle x, const py::tuple& geometry) {
   const Window g = window_from(geometry);
-  const T* xp = in_ptr<T>(x, g.n * g.h * g.w * g.c, "x");
-  T* yp = out_ptr<T>(y, g.n * g.ho * g.wo * g.c, "y");
-  py::gil_scoped_release release;
-  avg_pool2d(xp, yp, g);
+  const auto X = pool_input(x, g);
+  if (!X) return py::none();
+  Operand Y{new_array({g.n, g.ho, g.wo, g.c}, X->is_float), X->is_float};
+  {
+    py::gil_scoped_release release;
+    by_dtype(X->is_float, [&](auto zero) {
+      using T = decltype(zero);
+      avg_pool2d<T>(X->in<T>(), Y.out<T>(), g);
+    });
+  }
+  return Y.array;
 }
 
-template <class T>
-void avg_pool2d_backward_py(const Array<T>& dy, Array<T> dx, const py::tuple& geometry) {
+// dy (N, Ho, Wo, C), x (N, H, W, C) of one dtype (x for its shape only) -> a new dx; None (declined).
+py::object avg_pool2d_backward_py(py::handle dy, py::handle x, const py::tuple& geometry) {
   const Window g = window_from(geometry);
-  const T* dyp = in_ptr<T>(dy, g.n * g.ho * g.wo * g.c, "dy");
-  T* dxp = out_ptr<T>(dx, g.n * g.h * g.w * g.c, "dx");
-  py::gil_scoped_release release;
-  avg_pool2d_backward(dyp, dxp, g);
-}
-
-// noconvert: pybind11 then picks the overload by dtype and never copies an array, so the
-// outputs written are the caller's own.
-template <class T>
-void bind_for(py::module_& m) {
-  m.def("max_pool2d", &max_pool2d_py<T>, py::arg("x").noconvert(), py::arg("y").noconvert(),
-        py::arg("winners").noconvert(), py::arg("g"),
-        "max pooling: x (N, H, W, C) -> y (N, Ho, Wo, C) and, unless None, the winners' pixels, in place");
-  m.def("max_pool2d_backward", &max_pool2d_backward_py<T>, py::arg("dy").noconvert(), py::arg("x").noconvert(),
-        py::arg("winners").noconvert(), py::arg("dx").noconvert(), py::arg("g"),
-        "max pooling backward: dy, x (or the forward's winners) -> dx (N, H, W, C), in place; False when a "
-        "winner is outside [0, H*W)");
-  m.def("avg_pool2d", &avg_pool2d_py<T>, py::arg("x").noconvert(), py::arg("y").noconvert(), py::arg("g"),
-        "average pooling: x (N, H, W, C) -> y (N, Ho, Wo, C), written in place");
-  m.def("avg_pool2d_backward", &avg_pool2d_backward_py<T>, py::arg("dy").noconvert(), py::arg("dx").noconvert(),
-        py::arg("g"), "average pooling backward: dy -> dx (N, H, W, C), written in place");
+  const auto DY = plain_array(dy, 4, false), X = pool_input(x, g);
+  if (!DY || !X || DY->is_float != X->is_float || !has_shape(*DY, {g.n, g.ho, g.wo, g.c})) return py::none();
+  Operand DX{new_array({g.n, g.h, g.w, g.c}, X->is_float), X->is_float};
+  {
+    py::gil_scoped_release release;
+    by_dtype(X->is_float, [&](auto zero) {
+      using T = decltype(zero);
+      avg_pool2d_backward<T>(DY->in<T>(), DX.out<T>(), g);
+    });
+  }
+  return DX.array;
 }
 
 }  // namespace
 
 void bind_pool(py::module_& m) {
-  bind_for<float>(m);
-  bind_for<double>(m);
+  m.def("max_pool2d", &max_pool2d_py, py::arg("x"), py::arg("geometry"), py::arg("with_winners"),
+        "max pooling: a new (N, Ho, Wo, C) array, or (y, winners); None when declined");
+  m.def("max_pool2d_backward", &max_pool2d_backward_py, py::arg("dy"), py::arg("x"), py::arg("winners"),
+        py::arg("geometry"),
+        "max pooling backward: a new (N, H, W, C) array; None when declined, False when a winner is outside "
+        "[0, H*W)");
+  m.def("avg_pool2d", &avg_pool2d_py, py::arg("x"), py::arg("geometry"),
+        "average pooling: a new (N, Ho, Wo, C) array, or None when declined");
+  m.def("avg_pool2d_backward", &avg_pool2d_backward_py, py::arg("dy"), py::arg("x"), py::arg("geometry"),
+        "average pooling backward: a new (N, H, W, C) array, or None when declined");
 }
 
 }  // namespace zg

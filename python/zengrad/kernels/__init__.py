@@ -38,6 +38,12 @@ __all__ = [
 # Each kernel tests its first array: a NumPy array goes straight to the CPU path (the hot path
 # of small models, kept to an isinstance check); a GPU array runs on the GPU backend, on the
 # array's device; anything else takes the CPU path, whose checks refuse it by name.
+#
+# On the CPU path, a backend whose kernels check their own arguments (`backend.fast`: the
+# compiled one) is tried first, with the geometry these stride/padding/dilation arguments were
+# checked for before (V.known_window). It runs the common call, plain arrays whose shapes agree,
+# without the Python checks: in a training step of a small model those cost as much as some
+# kernels. Whatever it declines (None) takes the checks below, which copy, normalise or refuse.
 
 
 def _gpu(func, first):
@@ -47,6 +53,12 @@ def _gpu(func, first):
         return None
     backend = _current_gpu(func)
     return backend if V.is_gpu_array(first) else None  # another library's GPU array: refused by name
+
+
+def _known_pool(x_shape, pool_size, stride, padding):
+    """V.known_window for a pooling's arguments, as pool_args passes them to V.window."""
+    size = (pool_size, pool_size) if type(pool_size) is int else pool_size
+    return V.known_window(x_shape, size, size if stride is None else stride, padding, allow_explicit=False)
 
 
 def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, precision=None):
@@ -61,8 +73,8 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, p
         # The compiled backend takes the common call (plain float arrays whose shapes agree)
         # without the checks below, which see every other one; a dense layer's three products
         # a step each spent 15-20 us here.
-        if precision is None and (fast := getattr(backend, "try_gemm", None)) is not None:
-            done = fast(a, b, out, trans_a, trans_b, alpha, beta)
+        if precision is None and backend.fast is not None:
+            done = backend.fast.gemm(a, b, out, trans_a, trans_b, alpha, beta)
             if done is not None:
                 return done
         if precision is not None:
@@ -80,7 +92,12 @@ def conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1, activation=No
     activation="relu" returns max(y, 0), applied inside the kernel while y is in cache."""
     relu = V.activation("conv2d", activation)
     if type(x) is _ndarray or (gpu := _gpu("conv2d", x)) is None:
-        return _current().conv2d(*V.conv2d_args("conv2d", x, w, b, stride, padding, dilation), relu)
+        backend = _current()
+        if backend.fast is not None and type(x) is _ndarray and type(w) is _ndarray \
+                and (g := V.known_window(x.shape, w.shape[:2], stride, padding, dilation)) \
+                and (y := backend.fast.conv2d(x, w, b, g, relu)) is not None:
+            return y
+        return backend.conv2d(*V.conv2d_args("conv2d", x, w, b, stride, padding, dilation), relu)
     with x.device:
         return gpu.conv2d(*V.conv2d_args("conv2d", x, w, b, stride, padding, dilation), relu)
 
@@ -89,7 +106,12 @@ def conv2d_backward_data(dy, w, x_shape, *, stride=1, padding="valid", dilation=
     """dL/dx of conv2d: dy (N, Ho, Wo, O), w (kh, kw, C, O) -> dx of x_shape (N, H, W, C)."""
     func = "conv2d_backward_data"
     if type(dy) is _ndarray or (gpu := _gpu(func, dy)) is None:
-        return _current().conv2d_backward_data(
+        backend = _current()
+        if backend.fast is not None and type(w) is _ndarray \
+                and (g := V.known_window(x_shape, w.shape[:2], stride, padding, dilation)) \
+                and (dx := backend.fast.conv2d_backward_data(dy, w, x_shape, g)) is not None:
+            return dx
+        return backend.conv2d_backward_data(
             *V.conv2d_backward_data_args(func, dy, w, x_shape, stride, padding, dilation))
     with dy.device:
         return gpu.conv2d_backward_data(*V.conv2d_backward_data_args(func, dy, w, x_shape, stride, padding, dilation))
@@ -102,8 +124,13 @@ def conv2d_backward_weight(x, dy, w_shape, *, stride=1, padding="valid", dilatio
     """
     func = "conv2d_backward_weight"
     if type(x) is _ndarray or (gpu := _gpu(func, x)) is None:
+        backend = _current()
+        if backend.fast is not None and type(x) is _ndarray and type(w_shape) is tuple and type(with_bias) is bool \
+                and (g := V.known_window(x.shape, w_shape[:2], stride, padding, dilation)) \
+                and (dw := backend.fast.conv2d_backward_weight(x, dy, w_shape, g, with_bias)) is not None:
+            return dw
         args = V.conv2d_backward_weight_args(func, x, dy, w_shape, stride, padding, dilation)
-        return _current().conv2d_backward_weight(*args, V.flag(func, "with_bias", with_bias))
+        return backend.conv2d_backward_weight(*args, V.flag(func, "with_bias", with_bias))
     with x.device:
         args = V.conv2d_backward_weight_args(func, x, dy, w_shape, stride, padding, dilation)
         return gpu.conv2d_backward_weight(*args, V.flag(func, "with_bias", with_bias))
@@ -116,7 +143,12 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding="valid", return_indices=F
     each window's first maximum, which max_pool2d_backward can use instead of searching again."""
     with_indices = V.flag("max_pool2d", "return_indices", return_indices)
     if type(x) is _ndarray or (gpu := _gpu("max_pool2d", x)) is None:
-        return _current().max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding), with_indices)
+        backend = _current()
+        if backend.fast is not None and type(x) is _ndarray \
+                and (g := _known_pool(x.shape, pool_size, stride, padding)) \
+                and (y := backend.fast.max_pool2d(x, g, with_indices)) is not None:
+            return y
+        return backend.max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding), with_indices)
     with x.device:
         return gpu.max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding), with_indices)
 
@@ -127,9 +159,14 @@ def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid", ind
     `indices` from max_pool2d(..., return_indices=True) spares the search for the maxima."""
     func = "max_pool2d_backward"
     if type(dy) is _ndarray or (gpu := _gpu(func, dy)) is None:
+        backend = _current()
+        if backend.fast is not None and type(x) is _ndarray \
+                and (g := _known_pool(x.shape, pool_size, stride, padding)) \
+                and (dx := backend.fast.max_pool2d_backward(dy, x, indices, g)) is not None and dx is not False:
+            return dx
         dy, x, g = V.pool_backward_args(func, dy, x, pool_size, stride, padding)
         winners = None if indices is None else V.pool_indices(func, indices, g, dy)
-        return _current().max_pool2d_backward(dy, x, g, winners)
+        return backend.max_pool2d_backward(dy, x, g, winners)
     with dy.device:
         dy, x, g = V.pool_backward_args(func, dy, x, pool_size, stride, padding)
         return gpu.max_pool2d_backward(dy, x, g, None if indices is None else V.pool_indices(func, indices, g, dy))
@@ -138,7 +175,10 @@ def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid", ind
 def relu(x):
     """max(x, 0), elementwise (NaN stays NaN); any shape."""
     if type(x) is _ndarray or (gpu := _gpu("relu", x)) is None:
-        return _current().relu(V.array("relu", "x", x))
+        backend = _current()
+        if backend.fast is not None and (y := backend.fast.relu(x)) is not None:
+            return y
+        return backend.relu(V.array("relu", "x", x))
     with x.device:
         return gpu.relu(V.array("relu", "x", x))
 
@@ -146,7 +186,10 @@ def relu(x):
 def relu_backward(dy, y):
     """dL/dx of relu: dy where y = relu(x) > 0, else 0; dy and y of one shape."""
     if type(dy) is _ndarray or (gpu := _gpu("relu_backward", dy)) is None:
-        return _current().relu_backward(*V.relu_backward_args("relu_backward", dy, y))
+        backend = _current()
+        if backend.fast is not None and (dx := backend.fast.relu_backward(dy, y)) is not None:
+            return dx
+        return backend.relu_backward(*V.relu_backward_args("relu_backward", dy, y))
     with dy.device:
         return gpu.relu_backward(*V.relu_backward_args("relu_backward", dy, y))
 
@@ -158,8 +201,7 @@ def adam_update(param, grad, m, v, *, alpha, beta_1=0.9, beta_2=0.999, epsilon=1
     func = "adam_update"
     if type(grad) is _ndarray or (gpu := _gpu(func, grad)) is None:
         backend = _current()
-        fast = getattr(backend, "try_adam_update", None)  # as gemm's: the common call, unchecked here
-        if fast is None or not fast(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
+        if backend.fast is None or not backend.fast.adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
             backend.adam_update(*V.adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon))
         return
     with grad.device:
@@ -169,7 +211,12 @@ def adam_update(param, grad, m, v, *, alpha, beta_1=0.9, beta_2=0.999, epsilon=1
 def avg_pool2d(x, pool_size=2, *, stride=None, padding="valid"):
     """Mean over the real (unpadded) elements of each window; x (N, H, W, C) -> (N, Ho, Wo, C)."""
     if type(x) is _ndarray or (gpu := _gpu("avg_pool2d", x)) is None:
-        return _current().avg_pool2d(*V.pool_args("avg_pool2d", x, pool_size, stride, padding))
+        backend = _current()
+        if backend.fast is not None and type(x) is _ndarray \
+                and (g := _known_pool(x.shape, pool_size, stride, padding)) \
+                and (y := backend.fast.avg_pool2d(x, g)) is not None:
+            return y
+        return backend.avg_pool2d(*V.pool_args("avg_pool2d", x, pool_size, stride, padding))
     with x.device:
         return gpu.avg_pool2d(*V.pool_args("avg_pool2d", x, pool_size, stride, padding))
 
@@ -178,6 +225,11 @@ def avg_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid"):
     """dL/dx of avg_pool2d: each dy shared equally among its window's real elements; -> x.shape."""
     func = "avg_pool2d_backward"
     if type(dy) is _ndarray or (gpu := _gpu(func, dy)) is None:
-        return _current().avg_pool2d_backward(*V.pool_backward_args(func, dy, x, pool_size, stride, padding))
+        backend = _current()
+        if backend.fast is not None and type(x) is _ndarray \
+                and (g := _known_pool(x.shape, pool_size, stride, padding)) \
+                and (dx := backend.fast.avg_pool2d_backward(dy, x, g)) is not None:
+            return dx
+        return backend.avg_pool2d_backward(*V.pool_backward_args(func, dy, x, pool_size, stride, padding))
     with dy.device:
         return gpu.avg_pool2d_backward(*V.pool_backward_args(func, dy, x, pool_size, stride, padding))

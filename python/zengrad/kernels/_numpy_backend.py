@@ -4,6 +4,7 @@ import types
 from . import reference as R
 
 BACKEND = types.SimpleNamespace(
+    fast=None,  # no kernels that check their own arguments: every call takes the Python checks
     gemm=R._compute_gemm,
     conv2d=R._compute_conv2d,
     conv2d_backward_data=R._compute_conv2d_backward_data,

@@ -255,6 +255,19 @@ def window(func: str, x_shape, kernel, stride, padding, dilation=(1, 1), *, allo
     return g
 
 
+def known_window(x_shape, kernel, stride, padding, dilation=(1, 1), allow_explicit=True):
+    """The geometry `window` worked out and checked before for exactly these arguments, or None.
+    The kernels' fast path: a compiled kernel given it checks the arrays against it. Shapes the
+    caller gave may hold look-alikes of ints (2.0 hashes as 2); the compiled kernel refuses those."""
+    if not (type(padding) is str and _int_or_int_pair(stride) and _int_or_int_pair(dilation)
+            and _int_or_int_pair(kernel) and type(x_shape) is tuple):
+        return None
+    try:
+        return _windows.get((x_shape, kernel, stride, padding, dilation, allow_explicit))
+    except TypeError:  # an unhashable item in x_shape
+        return None
+
+
 def _window(func, x_shape, kernel, stride, padding, dilation, allow_explicit, x_name) -> Window:
     n, h, w, c = x_shape
     kh, kw = kernel
