@@ -408,6 +408,29 @@ def test_adam_update_stores_tiny_moments_as_zero(cp, dtype):
     assert_close(host(gp), param, 4, dtype=dtype)
 
 
+@pytest.mark.parametrize("shape", [(0, 3), (1, 1), (32, 10), (65, 17), (7, 1000)], ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy(cp, rng, shape, dtype):
+    logits = (3 * rng.standard_normal(shape)).astype(dtype)
+    labels = rng.integers(0, shape[1], shape[0])
+    loss, probs = zg.kernels.softmax_cross_entropy(*on_gpu(cp, logits, labels))
+    want_loss, want_probs = R.softmax_cross_entropy(logits, labels)
+    assert_close(host(probs), want_probs, shape[1])
+    if shape[0]:
+        assert_close(host(loss), want_loss, shape[0] * shape[1])
+    dloss = np.asarray(0.75, dtype)
+    dz = zg.kernels.softmax_cross_entropy_backward(probs, *on_gpu(cp, labels, dloss))
+    assert_exact(host(dz), R.softmax_cross_entropy_backward(host(probs), labels, dloss))
+
+
+def test_softmax_cross_entropy_labels_out_of_range_give_nan_rows(cp):
+    logits, labels = cp.zeros((3, 4), cp.float32), cp.asarray([0, 4, -1])
+    loss, probs = zg.kernels.softmax_cross_entropy(logits, labels)
+    assert np.isnan(float(loss))
+    dz = host(zg.kernels.softmax_cross_entropy_backward(probs, labels, cp.asarray(1.0, cp.float32)))
+    assert np.isfinite(dz[0]).all() and np.isnan(dz[1:]).all()
+
+
 # ---- devices, errors, streams ----
 
 def test_mixed_devices_are_type_errors_naming_the_argument(cp, rng):

@@ -38,6 +38,8 @@ def calls(x, w, b, dy):
     """Each kernel's common call through zengrad.kernels, by name."""
     y = K.conv2d(x, w, b, activation="relu", **CONV)
     pooled, winners = K.max_pool2d(y, 2, return_indices=True, **POOL)
+    logits, labels = x.reshape(-1, 8), np.arange(len(x.reshape(-1, 8))) % 8
+    probs, dloss = K.softmax_cross_entropy(logits, labels)[1], np.asarray(0.5, x.dtype)
     return {
         "conv2d": lambda: K.conv2d(x, w, b, activation="relu", **CONV),
         "conv2d_backward_data": lambda: K.conv2d_backward_data(dy, w, x.shape, **CONV),
@@ -49,6 +51,8 @@ def calls(x, w, b, dy):
         "avg_pool2d_backward": lambda: K.avg_pool2d_backward(pooled, y, 2, **POOL),
         "relu": lambda: K.relu(dy),
         "relu_backward": lambda: K.relu_backward(dy, y),
+        "softmax_cross_entropy": lambda: K.softmax_cross_entropy(logits, labels),
+        "softmax_cross_entropy_backward": lambda: K.softmax_cross_entropy_backward(probs, labels, dloss),
     }
 
 
@@ -57,7 +61,8 @@ PYTHON_CHECKS = {  # what each kernel's Python path calls first
     "conv2d_backward_weight": "conv2d_backward_weight_args", "max_pool2d": "pool_args",
     "max_pool2d_backward": "pool_backward_args", "max_pool2d_backward (search)": "pool_backward_args",
     "avg_pool2d": "pool_args", "avg_pool2d_backward": "pool_backward_args", "relu": "array",
-    "relu_backward": "relu_backward_args",
+    "relu_backward": "relu_backward_args", "softmax_cross_entropy": "softmax_cross_entropy_args",
+    "softmax_cross_entropy_backward": "softmax_cross_entropy_backward_args",
 }
 
 
@@ -228,3 +233,45 @@ def test_an_empty_batch_runs():
         dw, db = K.conv2d_backward_weight(x, dy, w.shape, with_bias=True, **CONV)
         assert y.shape == dy.shape and not dw.any() and not db.any()
         assert K.conv2d_backward_data(dy, w, x.shape, **CONV).shape == x.shape
+
+
+def _loss_args():
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((6, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, 6)
+    return logits, labels, K.softmax_cross_entropy(logits, labels)[1], np.asarray(1.0, np.float32)
+
+
+LOSS_DECLINES = {
+    "logits 1-D": lambda z, l, p, g: _cpu.softmax_cross_entropy(z[0], l[:1]),
+    "logits of no class": lambda z, l, p, g: _cpu.softmax_cross_entropy(z[:, :0], l),
+    "logits not contiguous": lambda z, l, p, g: _cpu.softmax_cross_entropy(_strided(z), l),
+    "labels int32": lambda z, l, p, g: _cpu.softmax_cross_entropy(z, l.astype(np.int32)),
+    "labels uint64": lambda z, l, p, g: _cpu.softmax_cross_entropy(z, l.astype(np.uint64)),
+    "labels float": lambda z, l, p, g: _cpu.softmax_cross_entropy(z, l.astype(np.float64)),
+    "labels 2-D": lambda z, l, p, g: _cpu.softmax_cross_entropy(z, l[:, None]),
+    "labels of another length": lambda z, l, p, g: _cpu.softmax_cross_entropy(z, l[1:]),
+    "labels a list": lambda z, l, p, g: _cpu.softmax_cross_entropy(z, l.tolist()),
+    "backward: dloss float64": lambda z, l, p, g: _cpu.softmax_cross_entropy_backward(p, l, g.astype(np.float64)),
+    "backward: dloss 1-D": lambda z, l, p, g: _cpu.softmax_cross_entropy_backward(p, l, g[None]),
+    "backward: dloss a float": lambda z, l, p, g: _cpu.softmax_cross_entropy_backward(p, l, 1.0),
+    "backward: labels byte-swapped": lambda z, l, p, g: _cpu.softmax_cross_entropy_backward(p, _swapped(l), g),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOSS_DECLINES))
+def test_softmax_cross_entropy_declines_the_rest_and_touches_nothing(case):
+    logits, labels, probs, dloss = args = _loss_args()
+    saved = [a.copy() for a in args]
+    assert LOSS_DECLINES[case](*args) is None
+    for a, before in zip(args, saved):
+        np.testing.assert_array_equal(a, before)
+
+
+def test_labels_outside_the_classes_are_reported_not_followed():
+    logits, labels, probs, dloss = _loss_args()
+    for bad in (-1, 4):
+        wrong = labels.copy()
+        wrong[2] = bad
+        assert _cpu.softmax_cross_entropy(logits, wrong) is False
+        assert _cpu.softmax_cross_entropy_backward(probs, wrong, dloss) is False

@@ -41,13 +41,11 @@ std::optional<Operand> plain_array(py::handle h, int ndim, bool writeable) {
   return Operand{std::move(*a), type == npy::NPY_FLOAT_};
 }
 
-std::optional<Operand> plain_index_array(py::handle h, int ndim) {
+std::optional<Operand> plain_int_array(py::handle h, int ndim, int bytes) {
   auto a = contiguous_array(h, ndim, false);
   if (!a) return std::nullopt;
   const py::dtype dtype = a->dtype();
-  const int type = dtype.num();
-  if ((type != npy::NPY_INT_ && type != npy::NPY_LONG_) || dtype.itemsize() != 4 || !native_order(dtype))
-    return std::nullopt;
+  if (dtype.kind() != 'i' || dtype.itemsize() != bytes || !native_order(dtype)) return std::nullopt;
   return Operand{std::move(*a), false};
 }
 

@@ -12,11 +12,10 @@
 
 namespace zg {
 
-// A NumPy float32/float64 (or, for `is_index`, int32) array in the machine's byte order,
-// C-contiguous.
+// A NumPy float32/float64 (or integer) array in the machine's byte order, C-contiguous.
 struct Operand {
   py::array array;
-  bool is_float;  // float32; else float64 (or int32)
+  bool is_float;  // float32; else float64 (or an integer array)
 
   const char* begin() const { return static_cast<const char*>(array.data()); }
   long dim(int d) const { return static_cast<long>(array.shape(d)); }
@@ -28,8 +27,9 @@ struct Operand {
 
 // `h` as a plain float array of `ndim` dimensions (any number when -1), writeable when asked.
 std::optional<Operand> plain_array(py::handle h, int ndim, bool writeable);
-// `h` as a plain int32 array (the pooling winners) of `ndim` dimensions.
-std::optional<Operand> plain_index_array(py::handle h, int ndim);
+// `h` as a plain array of signed integers of `bytes` bytes (int32 pooling winners, int64
+// labels) and `ndim` dimensions.
+std::optional<Operand> plain_int_array(py::handle h, int ndim, int bytes);
 
 // Same dtype and shape.
 bool same_kind(const Operand& x, const Operand& y);

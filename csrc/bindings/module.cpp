@@ -10,6 +10,7 @@
 #include "aligned_arrays.h"
 #include "checked_args.h"
 #include "cpu/cpu_features.h"
+#include "cpu/cross_entropy.h"
 #include "cpu/elementwise.h"
 #include "cpu/gemm/gemm.h"
 #include "cpu/threading.h"
@@ -105,6 +106,47 @@ py::object relu_backward_py(py::handle dy, py::handle y) {
   return DX.array;
 }
 
+// Softmax cross-entropy: logits (N, C) float, C > 0, labels (N,) int64 -> (loss, probs), a new 0-d
+// array (the mean over rows) and a new (N, C) one; None (declined); False when a label is
+// outside [0, C) (the caller says so, by name).
+py::object softmax_cross_entropy_py(py::handle logits, py::handle labels) {
+  const auto Z = plain_array(logits, 2, false);
+  const auto L = plain_int_array(labels, 1, 8);
+  if (!Z || !L || Z->dim(1) == 0 || L->dim(0) != Z->dim(0)) return py::none();
+  const long n = Z->dim(0), c = Z->dim(1);
+  Operand P{new_array({n, c}, Z->is_float), Z->is_float}, LOSS{new_array({}, Z->is_float), Z->is_float};
+  bool in_range = true;
+  {
+    py::gil_scoped_release release;
+    by_dtype(Z->is_float, [&](auto zero) {
+      using T = decltype(zero);
+      in_range = softmax_cross_entropy<T>(Z->in<T>(), L->in<std::int64_t>(), n, c, P.out<T>(), LOSS.out<T>());
+    });
+  }
+  if (!in_range) return py::bool_(false);
+  return py::make_tuple(LOSS.array, P.array);
+}
+
+// Its gradient: probs (N, C) and dloss (0-d) of one float dtype, labels (N,) int64 -> a new dz
+// (N, C) = (probs - onehot(labels)) * (dloss / N); None (declined); False for a label outside [0, C).
+py::object softmax_cross_entropy_backward_py(py::handle probs, py::handle labels, py::handle dloss) {
+  const auto P = plain_array(probs, 2, false), G = plain_array(dloss, 0, false);
+  const auto L = plain_int_array(labels, 1, 8);
+  if (!P || !G || !L || G->is_float != P->is_float || P->dim(1) == 0 || L->dim(0) != P->dim(0)) return py::none();
+  const long n = P->dim(0), c = P->dim(1);
+  Operand DZ{new_array({n, c}, P->is_float), P->is_float};
+  bool in_range = true;
+  {
+    py::gil_scoped_release release;
+    by_dtype(P->is_float, [&](auto zero) {
+      using T = decltype(zero);
+      in_range = softmax_cross_entropy_backward<T>(P->in<T>(), L->in<std::int64_t>(), n, c, *G->in<T>(), DZ.out<T>());
+    });
+  }
+  if (!in_range) return py::bool_(false);
+  return DZ.array;
+}
+
 }  // namespace
 }  // namespace zg
 
@@ -133,6 +175,12 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("relu", &zg::relu_py, py::arg("x"), "max(x, 0), a new array; None when declined");
   m.def("relu_backward", &zg::relu_backward_py, py::arg("dy"), py::arg("y"),
         "dy where y > 0, else 0, a new array; None when declined");
+  m.def("softmax_cross_entropy", &zg::softmax_cross_entropy_py, py::arg("logits"), py::arg("labels"),
+        "(mean loss, softmax) of logits (N, C) against int64 labels (N,); None when declined, False for a "
+        "label outside [0, C)");
+  m.def("softmax_cross_entropy_backward", &zg::softmax_cross_entropy_backward_py, py::arg("probs"),
+        py::arg("labels"), py::arg("dloss"),
+        "(probs - onehot(labels)) * dloss / N, a new array; None when declined, False for a label outside [0, C)");
   zg::bind_conv(m);
   zg::bind_pool(m);
 }

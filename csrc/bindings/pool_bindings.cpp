@@ -52,7 +52,7 @@ py::object max_pool2d_backward_py(py::handle dy, py::handle x, py::handle winner
   if (!DY || !X || DY->is_float != X->is_float || !has_shape(*DY, {g.n, g.ho, g.wo, g.c})) return py::none();
   std::optional<Operand> WIN;
   if (!winners.is_none()) {
-    WIN = plain_index_array(winners, 4);
+    WIN = plain_int_array(winners, 4, 4);
     if (!WIN || !has_shape(*WIN, {g.n, g.ho, g.wo, g.c})) return py::none();
   }
   Operand DX{new_array({g.n, g.h, g.w, g.c}, X->is_float), X->is_float};

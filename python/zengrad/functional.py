@@ -19,7 +19,8 @@ from .tensor import Tensor, is_grad_enabled
 
 __all__ = [
     "linear", "conv2d", "conv2d_relu_max_pool2d", "max_pool2d", "avg_pool2d", "relu", "sigmoid", "tanh",
-    "softmax", "log_softmax", "flatten", "dropout", "batch_norm", "cross_entropy", "categorical_cross_entropy",
+    "softmax", "log_softmax", "flatten", "dropout", "batch_norm", "cross_entropy", "cross_entropy_and_softmax",
+    "categorical_cross_entropy",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
 ]
 
@@ -263,39 +264,26 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.9
 # ---- losses (means over the batch) ----
 
 def cross_entropy(logits, labels) -> Tensor:
-    """Mean of -log softmax(logits)[label]; logits (N, C), integer labels (N,) in [0, C).
+    """Mean of -log softmax(logits)[label]; logits (N, C), integer labels (N,) in [0, C), on the
+    fused kernel (kernels.softmax_cross_entropy).
 
-    Host labels are range-checked here; labels already on the GPU are checked for shape and dtype
+    Host labels are range-checked; labels already on the GPU are checked for shape and dtype
     only (a range check would stall the GPU every step: Sequential.fit checks the whole label
     array once, on the host)."""
+    return cross_entropy_and_softmax(logits, labels)[0]
+
+
+def cross_entropy_and_softmax(logits, labels):
+    """(cross_entropy(logits, labels), softmax(logits) as an array, no gradient): a softmax
+    classifier's loss and predictions from one pass over the logits."""
     z = _t(logits, "logits", "cross_entropy")
     labels = labels.data if isinstance(labels, Tensor) else labels
-    host = _device.is_host(labels)
-    if host:
+    if type(labels) is not np.ndarray and _device.is_host(labels):
         labels = np.asarray(labels)
-    if z.ndim != 2:
-        raise ValueError(f"cross_entropy(): argument 'logits' must be 2-dimensional (N, C), got shape {z.shape}")
-    if labels.shape != (z.shape[0],) or labels.dtype.kind not in "iu":
-        raise ValueError(f"cross_entropy(): argument 'labels' must be integers of shape ({z.shape[0]},), "
-                         f"got {labels.dtype} of shape {labels.shape}")
-    # One reduction: read as unsigned, a negative label is beyond any class count.
-    if host and labels.size and labels.view(labels.dtype.str.replace("i", "u")).max() >= z.shape[1]:
-        raise ValueError(f"cross_entropy(): argument 'labels' must lie in [0, {z.shape[1]}), "
-                         f"got values in [{labels.min()}, {labels.max()}]")
-    xp = array_module(z.data)
-    if xp is not np or not host:    # to the logits' device, or refused when on another one
+    if type(z.data) is not np.ndarray and type(labels) is np.ndarray:   # to the logits' device
         labels = _device.like(labels, z.data, "cross_entropy()", "labels", dtype=labels.dtype)
-    n = z.shape[0]
-    logp = _log_softmax(z.data, axis=1)
-    rows = xp.arange(n)
-    loss = -logp[rows, labels].mean(dtype=z.dtype)
-
-    def backward(g):
-        d = xp.exp(logp)
-        d[rows, labels] -= 1
-        return (d * (g / n),)
-
-    return Tensor._result(xp.asarray(loss, z.dtype), (z,), backward)
+    loss, probs = kernels.softmax_cross_entropy(z.data, labels)
+    return Tensor._result(loss, (z,), lambda g: (kernels.softmax_cross_entropy_backward(probs, labels, g),)), probs
 
 
 def categorical_cross_entropy(logits, targets) -> Tensor:

@@ -30,7 +30,7 @@ _ndarray = np.ndarray
 __all__ = [
     "gemm", "conv2d", "conv2d_backward_data", "conv2d_backward_weight",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "relu", "relu_backward",
-    "adam_update",
+    "adam_update", "softmax_cross_entropy", "softmax_cross_entropy_backward",
     "available_backends", "get_backend", "set_backend", "use_backend", "reference",
     "set_matmul_precision", "get_matmul_precision", "matmul_precision",
 ]
@@ -233,3 +233,34 @@ def avg_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid"):
         return backend.avg_pool2d_backward(*V.pool_backward_args(func, dy, x, pool_size, stride, padding))
     with dy.device:
         return gpu.avg_pool2d_backward(*V.pool_backward_args(func, dy, x, pool_size, stride, padding))
+
+
+def softmax_cross_entropy(logits, labels):
+    """A classifier's loss, fused: logits (N, C), integer labels (N,) in [0, C) -> (loss, probs).
+
+    loss: 0-d, the mean over rows of -log softmax(logits)[label] (each row's term in the logits'
+    dtype, their sum in float64); probs (N, C): the softmax of each row. On a GPU the labels'
+    range is not checked (that would wait for the device): a row outside it gets a NaN loss."""
+    func = "softmax_cross_entropy"
+    if type(logits) is _ndarray or (gpu := _gpu(func, logits)) is None:
+        backend = _current()
+        if backend.fast is not None and (result := backend.fast.softmax_cross_entropy(logits, labels)):
+            return result
+        return backend.softmax_cross_entropy(*V.softmax_cross_entropy_args(func, logits, labels))
+    with logits.device:
+        return gpu.softmax_cross_entropy(*V.softmax_cross_entropy_args(func, logits, labels))
+
+
+def softmax_cross_entropy_backward(probs, labels, dloss):
+    """The gradient of softmax_cross_entropy's loss for the logits: probs (N, C) from it, labels
+    (N,), dloss the 0-d gradient of the loss -> (probs - onehot(labels)) * dloss / N."""
+    func = "softmax_cross_entropy_backward"
+    if type(probs) is _ndarray or (gpu := _gpu(func, probs)) is None:
+        backend = _current()
+        if backend.fast is not None and (dz := backend.fast.softmax_cross_entropy_backward(probs, labels, dloss)) \
+                is not None and dz is not False:
+            return dz
+        return backend.softmax_cross_entropy_backward(
+            *V.softmax_cross_entropy_backward_args(func, probs, labels, dloss))
+    with probs.device:
+        return gpu.softmax_cross_entropy_backward(*V.softmax_cross_entropy_backward_args(func, probs, labels, dloss))

@@ -72,10 +72,27 @@ def relu_backward(dy, y):
     return _done("relu_backward", _cpu.relu_backward(dy, y))
 
 
+def softmax_cross_entropy(logits, labels):
+    result = _cpu.softmax_cross_entropy(logits, labels)
+    if result is False:  # the kernel checks the labels' range as it reads them
+        V.labels_in_range("softmax_cross_entropy", labels, logits.shape[1])  # raises, naming them
+        raise _declined("softmax_cross_entropy")
+    return _done("softmax_cross_entropy", result)
+
+
+def softmax_cross_entropy_backward(probs, labels, dloss):
+    dz = _cpu.softmax_cross_entropy_backward(probs, labels, dloss)
+    if dz is False:
+        V.labels_in_range("softmax_cross_entropy_backward", labels, probs.shape[1])
+        raise _declined("softmax_cross_entropy_backward")
+    return _done("softmax_cross_entropy_backward", dz)
+
+
 BACKEND = types.SimpleNamespace(
     fast=_cpu,
     gemm=gemm, conv2d=conv2d, conv2d_backward_data=conv2d_backward_data,
     conv2d_backward_weight=conv2d_backward_weight, max_pool2d=max_pool2d,
     max_pool2d_backward=max_pool2d_backward, avg_pool2d=avg_pool2d, avg_pool2d_backward=avg_pool2d_backward,
     relu=relu, relu_backward=relu_backward, adam_update=adam_update,
+    softmax_cross_entropy=softmax_cross_entropy, softmax_cross_entropy_backward=softmax_cross_entropy_backward,
 )

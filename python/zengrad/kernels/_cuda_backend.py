@@ -2,8 +2,8 @@
 
 The API calls these functions under `with array.device:`, with arguments checked by _validate.
 Outputs are allocated here with CuPy on that device; every kernel is launched on CuPy's current
-stream of the device and nothing here waits for the GPU. Elementwise kernels (relu, Adam) are
-CuPy ElementwiseKernels with the formulas of the CPU kernels.
+stream of the device and nothing here waits for the GPU. Elementwise kernels (relu, Adam, softmax
+cross-entropy) are CuPy ElementwiseKernels with the formulas of the CPU kernels.
 """
 import types
 
@@ -119,6 +119,52 @@ _adam = cupy.ElementwiseKernel(
     "zengrad_adam_update")
 
 
+# Softmax cross-entropy, the CPU kernel's formulas (cross_entropy.cpp), one thread per row. The
+# labels' range is not checked here (that would wait for the GPU): a row whose label is outside
+# [0, C) gets a NaN loss and NaN gradients.
+_softmax_cross_entropy_rows = cupy.ElementwiseKernel(
+    "raw T z, raw int64 labels, int64 c, T nan", "raw T probs, T row_loss",
+    """
+    const long long base = i * c, label = labels[i];
+    T top = z[base];
+    for (long long j = 1; j < c; ++j) {
+      const T v = z[base + j];
+      if (v > top || v != v) top = v;
+    }
+    T sum = 0;
+    for (long long j = 0; j < c; ++j) {
+      const T e = exp(z[base + j] - top);
+      probs[base + j] = e;
+      sum += e;
+    }
+    for (long long j = 0; j < c; ++j) probs[base + j] /= sum;
+    row_loss = (label < 0 || label >= c) ? nan : (T)(log(sum) - (z[base + label] - top));
+    """,
+    "zengrad_softmax_cross_entropy")
+_softmax_cross_entropy_backward = cupy.ElementwiseKernel(
+    "T p, raw int64 labels, raw T dloss, int64 c, T rows, T nan", "T dz",
+    """
+    const long long label = labels[i / c];
+    const T scale = dloss[0] / rows;
+    dz = (label < 0 || label >= c) ? nan : (p - (i % c == label ? (T)1 : (T)0)) * scale;
+    """,
+    "zengrad_softmax_cross_entropy_backward")
+
+
+def softmax_cross_entropy(logits, labels):
+    n, c = logits.shape
+    probs = cupy.empty_like(logits)
+    rows = cupy.empty(n, logits.dtype)
+    _softmax_cross_entropy_rows(logits, labels, c, logits.dtype.type(np.nan), probs, rows)
+    return (rows.sum(dtype=np.float64) / n).astype(logits.dtype), probs
+
+
+def softmax_cross_entropy_backward(probs, labels, dloss):
+    n, c = probs.shape
+    t = probs.dtype.type
+    return _softmax_cross_entropy_backward(probs, labels, dloss.reshape(1), c, t(n), t(np.nan))
+
+
 def relu(x):
     return _relu(x)
 
@@ -137,4 +183,5 @@ BACKEND = types.SimpleNamespace(
     conv2d_backward_weight=conv2d_backward_weight, max_pool2d=max_pool2d,
     max_pool2d_backward=max_pool2d_backward, avg_pool2d=avg_pool2d, avg_pool2d_backward=avg_pool2d_backward,
     relu=relu, relu_backward=relu_backward, adam_update=adam_update,
+    softmax_cross_entropy=softmax_cross_entropy, softmax_cross_entropy_backward=softmax_cross_entropy_backward,
 )

@@ -54,6 +54,13 @@ def _in(a):
     return view
 
 
+def _read_only(a):
+    """A read-only view of `a` in its shape (see _in)."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
 def _none(dtype):
     """An empty read-only array standing for an absent input."""
     return _in(np.empty(0, dtype))
@@ -225,10 +232,29 @@ def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
     _launch(K.adam_update, param.reshape(-1), _in(grad), m.reshape(-1), v.reshape(-1), alpha, beta_1, beta_2, epsilon)
 
 
+def softmax_cross_entropy(logits, labels):
+    probs = np.empty_like(logits)
+    total, in_range = K.softmax_cross_entropy(_read_only(logits), _in(labels), probs)
+    if not in_range:
+        V.labels_in_range("softmax_cross_entropy", labels, logits.shape[1])
+    with np.errstate(invalid="ignore"):  # no rows: NaN, as a mean over nothing
+        return np.asarray(np.float64(total) / logits.shape[0]).astype(logits.dtype), probs
+
+
+def softmax_cross_entropy_backward(probs, labels, dloss):
+    dz = np.empty_like(probs)
+    with np.errstate(divide="ignore"):  # no rows: a scale for nothing
+        scale = dloss[()] / probs.dtype.type(probs.shape[0])
+    if not K.softmax_cross_entropy_backward(_read_only(probs), _in(labels), scale, dz):
+        V.labels_in_range("softmax_cross_entropy_backward", labels, probs.shape[1])
+    return dz
+
+
 BACKEND = types.SimpleNamespace(
     fast=None,  # no kernels that check their own arguments: every call takes the Python checks
     gemm=gemm, conv2d=conv2d, conv2d_backward_data=conv2d_backward_data,
     conv2d_backward_weight=conv2d_backward_weight, max_pool2d=max_pool2d,
     max_pool2d_backward=max_pool2d_backward, avg_pool2d=avg_pool2d, avg_pool2d_backward=avg_pool2d_backward,
     relu=relu, relu_backward=relu_backward, adam_update=adam_update,
+    softmax_cross_entropy=softmax_cross_entropy, softmax_cross_entropy_backward=softmax_cross_entropy_backward,
 )

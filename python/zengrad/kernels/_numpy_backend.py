@@ -16,4 +16,6 @@ BACKEND = types.SimpleNamespace(
     relu=R._compute_relu,
     relu_backward=R._compute_relu_backward,
     adam_update=R._compute_adam_update,
+    softmax_cross_entropy=R._compute_softmax_cross_entropy,
+    softmax_cross_entropy_backward=R._compute_softmax_cross_entropy_backward,
 )

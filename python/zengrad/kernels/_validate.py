@@ -480,3 +480,53 @@ def relu_backward_args(func, dy, y):
     if y.shape != dy.shape:
         fail(ValueError, func, "y", f"of shape {dy.shape} like 'dy'", f"shape {y.shape}")
     return dy, y
+
+
+# ---- softmax cross-entropy ----
+
+def class_scores(func: str, name: str, value):
+    """A float (N, C) array with at least one class."""
+    value = array(func, name, value, 2)
+    if value.shape[1] == 0:
+        fail(ValueError, func, name, "of shape (N, C) with C >= 1", f"shape {value.shape}")
+    return value
+
+
+def labels(func: str, value, scores, scores_name: str):
+    """Class indices for the rows of `scores`: an integer array (N,) on its device, as int64.
+    Their range, [0, C), is each backend's to check (labels_in_range) where it is cheapest."""
+    if not isinstance(value, np.ndarray) and not is_gpu_array(value):
+        fail(TypeError, func, "labels", "a NumPy or CuPy array", type(value).__name__)
+    same_device(func, scores_name, scores, "labels", value)
+    if value.dtype.kind not in "iu":
+        fail(TypeError, func, "labels", "integer class indices", f"dtype {value.dtype}")
+    if value.shape != scores.shape[:1]:
+        fail(ValueError, func, "labels", f"of shape ({scores.shape[0]},), one per row of '{scores_name}'",
+             f"shape {value.shape}")
+    if value.dtype == np.int64 and value.flags.c_contiguous:
+        return value
+    if isinstance(value, np.ndarray):
+        return np.ascontiguousarray(value, dtype=np.int64)
+    return sys.modules["cupy"].ascontiguousarray(value, dtype=np.int64)
+
+
+def labels_in_range(func: str, value, classes: int) -> None:
+    """ValueError unless every one of the (host) labels is in [0, classes)."""
+    if value.size and (value.min() < 0 or value.max() >= classes):
+        fail(ValueError, func, "labels", f"class indices in [0, {classes})",
+             f"values in [{value.min()}, {value.max()}]")
+
+
+def softmax_cross_entropy_args(func, logits, labels_):
+    """-> (logits, labels)."""
+    logits = class_scores(func, "logits", logits)
+    return logits, labels(func, labels_, logits, "logits")
+
+
+def softmax_cross_entropy_backward_args(func, probs, labels_, dloss):
+    """-> (probs, labels, dloss): dloss the 0-d gradient of the loss, of probs' dtype."""
+    probs = class_scores(func, "probs", probs)
+    labels_ = labels(func, labels_, probs, "probs")
+    dloss = array(func, "dloss", dloss, 0)
+    same_dtype(func, "probs", probs, dloss=dloss)
+    return probs, labels_, dloss

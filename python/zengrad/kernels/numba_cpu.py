@@ -674,3 +674,45 @@ def adam_update(p, g, m, v, alpha, beta_1, beta_2, epsilon):
             m[i] = mi if abs(mi) >= tiny or mi != mi else 0
             v[i] = vi if abs(vi) >= tiny or vi != vi else 0
             p[i] -= a * m[i] / (np.sqrt(v[i]) + eps)
+
+
+# ---- softmax cross-entropy (one thread: a batch's rows are few and short) ----
+
+@njit(**_JIT)
+def softmax_cross_entropy(z, labels, probs):
+    """probs = softmax of each row of z (n, c); -> (sum over rows of log(sum(exp(z - max))) -
+    (z[label] - max), each row in z's dtype, summed in float64; False when a label is outside [0, c))."""
+    n, c = z.shape
+    zero = np.zeros(1, probs.dtype)[0]
+    total = 0.0
+    for i in range(n):
+        label = labels[i]
+        if label < 0 or label >= c:
+            return total, False
+        top = z[i, 0]
+        for j in range(1, c):
+            v = z[i, j]
+            if v > top or v != v:
+                top = v
+        s = zero
+        for j in range(c):
+            probs[i, j] = np.exp(z[i, j] - top)
+            s += probs[i, j]
+        for j in range(c):
+            probs[i, j] /= s
+        total += np.log(s) - (z[i, label] - top)
+    return total, True
+
+
+@njit(**_JIT)
+def softmax_cross_entropy_backward(probs, labels, scale, dz):
+    """dz = (probs - onehot(labels)) * scale; False when a label is outside [0, c)."""
+    n, c = probs.shape
+    zero, one = np.zeros(1, dz.dtype)[0], np.ones(1, dz.dtype)[0]
+    for i in range(n):
+        label = labels[i]
+        if label < 0 or label >= c:
+            return False
+        for j in range(c):
+            dz[i, j] = (probs[i, j] - (one if j == label else zero)) * scale
+    return True

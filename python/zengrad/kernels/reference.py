@@ -220,3 +220,37 @@ def avg_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid"):
     """dL/dx: each dy shared equally among the real elements of its window."""
     return _compute_avg_pool2d_backward(
         *V.pool_backward_args("avg_pool2d_backward", dy, x, pool_size, stride, padding))
+
+
+# ---- softmax cross-entropy ----
+
+def _compute_softmax_cross_entropy(logits, labels):
+    n, c = logits.shape
+    V.labels_in_range("softmax_cross_entropy", labels, c)
+    with np.errstate(invalid="ignore"):  # NaN rows (from NaN or infinite logits), and no rows: NaN
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(shifted)
+        total = e.sum(axis=1, keepdims=True)
+        rows = np.log(total[:, 0]) - shifted[np.arange(n), labels]
+        loss = np.asarray(rows.sum(dtype=np.float64) / n).astype(logits.dtype)
+        return loss, e / total
+
+
+def _compute_softmax_cross_entropy_backward(probs, labels, dloss):
+    n, c = probs.shape
+    V.labels_in_range("softmax_cross_entropy_backward", labels, c)
+    onehot = np.zeros_like(probs)
+    onehot[np.arange(n), labels] = 1
+    with np.errstate(divide="ignore"):  # no rows: a scale for nothing
+        return (probs - onehot) * (dloss / probs.dtype.type(n))
+
+
+def softmax_cross_entropy(logits, labels):
+    """(mean over rows of -log softmax(logits)[label], softmax(logits)); logits (N, C), labels (N,)."""
+    return _compute_softmax_cross_entropy(*V.softmax_cross_entropy_args("softmax_cross_entropy", logits, labels))
+
+
+def softmax_cross_entropy_backward(probs, labels, dloss):
+    """(probs - onehot(labels)) * dloss / N: the gradient of that loss for the logits."""
+    return _compute_softmax_cross_entropy_backward(
+        *V.softmax_cross_entropy_backward_args("softmax_cross_entropy_backward", probs, labels, dloss))

@@ -75,6 +75,11 @@ class Loss(abc.ABC):
         """The loss from the logits of `fused_activation`; only losses that name one have it."""
         raise TypeError(f"{type(self).__name__} has no form that takes logits")
 
+    def from_logits_loss_and_activation(self, y_true, logits):
+        """(from_logits_loss(y_true, logits), fused_activation(logits) as an array where the loss
+        computes it on the way, else None)."""
+        return self.from_logits_loss(y_true, logits), None
+
     def check_targets(self, y_true, output_shape):
         """Validate a whole target array against the model's output shape (batch axis None)."""
 
@@ -132,6 +137,9 @@ class SparseCategoricalCrossentropy(Loss):
 
     def from_logits_loss(self, y_true, logits):
         return F.cross_entropy(logits, self._labels(y_true, None))   # cross_entropy checks the range
+
+    def from_logits_loss_and_activation(self, y_true, logits):
+        return F.cross_entropy_and_softmax(logits, self._labels(y_true, None))
 
 
 class CategoricalCrossentropy(Loss):

@@ -366,12 +366,12 @@ class Sequential:
         """(loss Tensor, predictions: an array on the model's device) for one batch."""
         if self._use_logits():
             logits = self._forward(x, training=training, logits=True)
-            loss = self.loss.from_logits_loss(y, logits)
-            if self.compiled_metrics:
+            if not self.compiled_metrics:
+                return self.loss.from_logits_loss(y, logits), None
+            loss, pred = self.loss.from_logits_loss_and_activation(y, logits)
+            if pred is None:
                 with zg.no_grad():
                     pred = self._layers[-1].activation(logits.detach()).data
-            else:
-                pred = None
             return loss, pred
         out = self._forward(x, training=training)
         return self.loss(y, out), out.data
