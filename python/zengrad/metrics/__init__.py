@@ -42,7 +42,8 @@ def _pair(y_true, y_pred):
 
 def sparse_categorical_accuracy(y_true, y_pred):
     """argmax(y_pred) == label; y_true (N,) or (N, 1) class indices, y_pred (N, C) -> (N,) floats."""
-    y_true, y_pred = _pair(y_true, y_pred)
+    if not (type(y_true) is np.ndarray and type(y_pred) is np.ndarray):
+        y_true, y_pred = _pair(y_true, y_pred)
     if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
         y_true = y_true[..., 0]
     return (array_module(y_pred).argmax(y_pred, axis=-1) == y_true).astype(np.float32)
@@ -111,6 +112,10 @@ class Mean(Metric):
         self.total, self.count = 0.0, 0.0
 
     def update_state(self, values, sample_weight=None):
+        if type(values) is np.ndarray and sample_weight is None:  # the common call, in short
+            self.total += float(values.sum(dtype=np.float64))
+            self.count += values.size
+            return
         values = _np(values).astype(np.float64)
         if array_module(values) is not np:  # summed on the device: no wait for the GPU here
             if sample_weight is None:

@@ -243,7 +243,10 @@ class Sequential:
 
     def parameters(self):
         """The trainable Tensors of all layers, in layer order."""
-        return self._unique(p for layer in self._layers for p in layer.parameters())
+        params = []
+        for layer in self._layers:
+            params += layer.parameters()
+        return self._unique(params)
 
     @property
     def trainable_weights(self):
@@ -274,11 +277,14 @@ class Sequential:
 
     def _forward(self, x, training=False, logits=False):
         if not isinstance(x, zg.Tensor):
-            if _device.is_host(x):
+            if type(x) is np.ndarray and self._device == _device.CPU:
+                # used as it is when of the model's dtype: the model never writes to its input
+                x = zg.Tensor(x if x.dtype == self.dtype else x.astype(self.dtype))
+            elif _device.is_host(x):
                 x = zg.tensor(np.asarray(x, dtype=self.dtype), dtype=self.dtype, device=self._device)
             else:
                 _device.check_input("Sequential", "x", x, self._device)
-                # a batch already on the device is used as it is (the model never writes to its input)
+                # a batch already on the device is used as it is, too
                 x = zg.Tensor(x if x.dtype == self.dtype else x.astype(self.dtype))
         if not self.built:
             self.build((None,) + tuple(x.shape[1:]))
@@ -399,9 +405,14 @@ class Sequential:
         """One optimisation step on (x, y); returns the batch loss (and metrics, as fit logs)."""
         self._require_compiled("train_on_batch()")
         x, y = self._check_data("train_on_batch()", x, y)
-        batches = _Batches("Sequential.train_on_batch()", x, y, self.dtype, self._device)
-        batches.start_epoch()
-        xb, yb = batches.batch(0, len(x))
+        if self._device == _device.CPU:
+            _device.check_input("Sequential.train_on_batch()", "x", x, self._device)
+            _device.check_input("Sequential.train_on_batch()", "y", y, self._device)
+            xb, yb = x.astype(self.dtype, copy=False), y
+        else:
+            batches = _Batches("Sequential.train_on_batch()", x, y, self.dtype, self._device)
+            batches.start_epoch()
+            xb, yb = batches.batch(0, len(x))
         loss, pred = self._train_step(xb, yb)
         loss = float(loss)
         if not self.compiled_metrics:
