@@ -46,6 +46,7 @@ def test_backward_matches_the_reference_bit_for_bit(backend, rng, dtype, shape):
     got = K.softmax_cross_entropy_backward(probs, labels, dloss)
     assert got.shape == shape and got.dtype == dtype
     assert_exact(got, R.softmax_cross_entropy_backward(probs, labels, dloss))
+    assert_exact(K.softmax_cross_entropy_backward(probs, labels, 0.75), got)   # a number for dloss
 
 
 def test_extreme_logits(backend):
@@ -95,6 +96,8 @@ def test_argument_errors(backend):
         (TypeError, "'dloss' must be", lambda: K.softmax_cross_entropy_backward(z, labels, one.astype(np.float64))),
         (ValueError, "'dloss' must be 0-dimensional", lambda: K.softmax_cross_entropy_backward(z, labels, one[None])),
         (TypeError, "'probs'", lambda: K.softmax_cross_entropy_backward(None, labels, one)),
+        (TypeError, "'dloss' must be a NumPy", lambda: K.softmax_cross_entropy_backward(z, labels, True)),
+        (ValueError, "'dloss' must be finite", lambda: K.softmax_cross_entropy_backward(z, labels, float("nan"))),
     ]
     for exc, message, call in cases:
         with pytest.raises(exc, match=message):

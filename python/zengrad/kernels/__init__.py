@@ -253,7 +253,8 @@ def softmax_cross_entropy(logits, labels):
 
 def softmax_cross_entropy_backward(probs, labels, dloss):
     """The gradient of softmax_cross_entropy's loss for the logits: probs (N, C) from it, labels
-    (N,), dloss the 0-d gradient of the loss -> (probs - onehot(labels)) * dloss / N."""
+    (N,), dloss the gradient of the loss (a 0-d array, or a number) -> (probs - onehot(labels)) *
+    dloss / N, (N, C)."""
     func = "softmax_cross_entropy_backward"
     if type(probs) is _ndarray or (gpu := _gpu(func, probs)) is None:
         backend = _current()

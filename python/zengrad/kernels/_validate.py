@@ -524,9 +524,14 @@ def softmax_cross_entropy_args(func, logits, labels_):
 
 
 def softmax_cross_entropy_backward_args(func, probs, labels_, dloss):
-    """-> (probs, labels, dloss): dloss the 0-d gradient of the loss, of probs' dtype."""
+    """-> (probs, labels, dloss): dloss the gradient of the loss, a 0-d array of probs' dtype (a
+    Python number is made one, on probs' device)."""
     probs = class_scores(func, "probs", probs)
     labels_ = labels(func, labels_, probs, "probs")
+    if isinstance(dloss, Real) and not isinstance(dloss, (bool, np.bool_)) and not isinstance(dloss, np.ndarray):
+        value = scalar(func, "dloss", dloss)
+        dloss = (np.asarray(value, probs.dtype) if isinstance(probs, np.ndarray)
+                 else sys.modules["cupy"].asarray(value, probs.dtype))
     dloss = array(func, "dloss", dloss, 0)
     same_dtype(func, "probs", probs, dloss=dloss)
     return probs, labels_, dloss
