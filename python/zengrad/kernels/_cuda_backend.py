@@ -155,7 +155,8 @@ def softmax_cross_entropy(logits, labels):
     n, c = logits.shape
     probs = cupy.empty_like(logits)
     rows = cupy.empty(n, logits.dtype)
-    _softmax_cross_entropy_rows(logits, labels, c, logits.dtype.type(np.nan), probs, rows)
+    # the raw arrays flat (views of contiguous arrays), indexed row * c + column in the kernel
+    _softmax_cross_entropy_rows(logits.reshape(-1), labels, c, logits.dtype.type(np.nan), probs.reshape(-1), rows)
     return (rows.sum(dtype=np.float64) / n).astype(logits.dtype), probs
 
 
