@@ -500,3 +500,9 @@ def test_bench_error_bounds_follow_the_gemm_precision():
         "gemm-square/4096": None, "gemm-square/4096-tf32": "tf32", "gemm-square/4096-bf16": "bf16"}
     assert bench.contenders(names["gemm-square/4096-bf16"], ["cuda"], device="cuda") == ["cuda", "cublas-bf16"]
     assert not bench.select("4096")    # not on the CPU
+
+
+def test_cross_entropy_checks_host_labels_before_they_go_to_the_gpu(device):
+    logits = zg.tensor(np.zeros((3, 4), np.float32), device=device)
+    with pytest.raises(ValueError, match=r"^cross_entropy\(\): argument 'labels' must be class indices in \[0, 4\)"):
+        F.cross_entropy(logits, np.array([0, 4, 1]))

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _device, kernels
 from ._device import array_module
+from .kernels._validate import labels_in_range
 from .random import uniform_like
 from .tensor import Tensor, is_grad_enabled
 
@@ -281,6 +282,8 @@ def cross_entropy_and_softmax(logits, labels):
     if type(labels) is not np.ndarray and _device.is_host(labels):
         labels = np.asarray(labels)
     if type(z.data) is not np.ndarray and type(labels) is np.ndarray:   # to the logits' device
+        if z.ndim == 2 and labels.dtype.kind in "iu":  # checked here, where it costs no wait
+            labels_in_range("cross_entropy", labels, z.shape[1])
         labels = _device.like(labels, z.data, "cross_entropy()", "labels", dtype=labels.dtype)
     loss, probs = kernels.softmax_cross_entropy(z.data, labels)
     return Tensor._result(loss, (z,), lambda g: (kernels.softmax_cross_entropy_backward(probs, labels, g),)), probs
