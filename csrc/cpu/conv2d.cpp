@@ -455,9 +455,12 @@ ZG_MULTIVERSION void backward_data_direct_row(const T* dy, const T* w, T* dx_row
             for (int l = 0; l < L; ++l) acc[l] += d[q + l] * f[q + l];
           for (; q < o; ++q) rest += d[q] * f[q];
         }
-      T sum = rest;
-      for (int l = 0; l < L; ++l) sum += acc[l];
-      dx_row[iw * g.c + ci] = sum;
+      // The lanes added pairwise (a tree, four vector steps) rather than one after another: a
+      // chain of 16 dependent additions per element was a third of the time (conv1: 0.59 -> 0.40 ms).
+#pragma GCC unroll 4
+      for (int half = L / 2; half > 0; half /= 2)
+        for (int l = 0; l < half; ++l) acc[l] += acc[l + half];
+      dx_row[iw * g.c + ci] = acc[0] + rest;
     }
 }
 // dw (size) and db (o, unless null) = the sums, in chunk order, of the chunks' partials, each
