@@ -231,4 +231,4 @@ def run(backends, *, quick: bool = False, peers=(), devices=("cpu",)) -> None:
     if current == "cpp":
         whole, outside = outside_kernels(repeats=100 if quick else 300)
         print(f"  outside the compiled kernels: {outside:.3f} of {whole:.3f} ms a step ({100 * outside / whole:.1f}%; "
-              "Python, NumPy calls, allocations)")
+              "Python and NumPy calls)")
