@@ -313,7 +313,8 @@ class Sequential:
         return self._runs_of_layers
 
     def __call__(self, x, training=False):
-        """The model's output Tensor for inputs x (N, ...)."""
+        """The model's output Tensor for inputs x (N, ...). An array of the model's dtype is read in
+        place, never written nor copied: change it only after backward() has run."""
         self._require_layers("__call__()")
         return self._forward(x, training=training)
 
