@@ -97,9 +97,11 @@ def layer_split(repeats: int = 30) -> list[tuple[str, float, float]]:
     rows, activation = [], x
     for i, (layer, following) in enumerate(model._runs()):   # as a step runs them, fused pairs as one part
         inp = zg.Tensor(activation, requires_grad=i > 0)  # no copy: a step passes activations as they are
+        params = layer.parameters() + ([] if following is None else following.parameters())
 
-        def forward(inp=inp, layer=layer, following=following):
-            inp.grad = None
+        def forward(inp=inp, layer=layer, following=following, params=params):
+            for t in [inp] + params:  # as zero_grad in a step: gradients are new, not added to old ones
+                t.grad = None
             if following is not None:
                 return layer.call_then(inp, following, training=True)
             return layer(inp, training=True)
