@@ -492,7 +492,7 @@ def class_scores(func: str, name: str, value):
     return value
 
 
-def labels(func: str, value, scores, scores_name: str):
+def class_labels(func: str, value, scores, scores_name: str):
     """Class indices for the rows of `scores`: an integer array (N,) on its device, as int64.
     Their range, [0, C), is each backend's to check (labels_in_range) where it is cheapest."""
     if not isinstance(value, np.ndarray) and not is_gpu_array(value):
@@ -517,21 +517,21 @@ def labels_in_range(func: str, value, classes: int) -> None:
              f"values in [{value.min()}, {value.max()}]")
 
 
-def softmax_cross_entropy_args(func, logits, labels_):
+def softmax_cross_entropy_args(func, logits, labels):
     """-> (logits, labels)."""
     logits = class_scores(func, "logits", logits)
-    return logits, labels(func, labels_, logits, "logits")
+    return logits, class_labels(func, labels, logits, "logits")
 
 
-def softmax_cross_entropy_backward_args(func, probs, labels_, dloss):
+def softmax_cross_entropy_backward_args(func, probs, labels, dloss):
     """-> (probs, labels, dloss): dloss the gradient of the loss, a 0-d array of probs' dtype (a
     Python number is made one, on probs' device)."""
     probs = class_scores(func, "probs", probs)
-    labels_ = labels(func, labels_, probs, "probs")
+    labels = class_labels(func, labels, probs, "probs")
     if isinstance(dloss, Real) and not isinstance(dloss, (bool, np.bool_)) and not isinstance(dloss, np.ndarray):
         value = scalar(func, "dloss", dloss)
         dloss = (np.asarray(value, probs.dtype) if isinstance(probs, np.ndarray)
                  else sys.modules["cupy"].asarray(value, probs.dtype))
     dloss = array(func, "dloss", dloss, 0)
     same_dtype(func, "probs", probs, dloss=dloss)
-    return probs, labels_, dloss
+    return probs, labels, dloss
