@@ -33,7 +33,7 @@ def test_relu(backend, rng, dtype, shape):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_relu_backward(backend, rng, dtype, shape):
-    y = np.asarray(np.maximum(special_values(rng, shape, dtype), 0))
+    y = np.asarray(np.maximum(special_values(rng, shape, dtype), dtype(0)))
     dy = rng.standard_normal(shape).astype(dtype)
     got = zg.kernels.relu_backward(dy, y)
     np.testing.assert_array_equal(got, R.relu_backward(dy, y))

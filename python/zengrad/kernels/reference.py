@@ -52,7 +52,7 @@ def _compute_conv2d(x, w, b, g, relu=False):
 
 
 def _compute_relu(x):
-    return np.maximum(x, 0)
+    return np.maximum(x, x.dtype.type(0))  # a 0-d x stays of its dtype under NumPy 1.x promotion too
 
 
 def _compute_adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
