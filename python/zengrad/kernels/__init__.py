@@ -240,7 +240,8 @@ def softmax_cross_entropy(logits, labels):
 
     loss: 0-d, the mean over rows of -log softmax(logits)[label] (each row's term in the logits'
     dtype, their sum in float64); probs (N, C): the softmax of each row. On a GPU the labels'
-    range is not checked (that would wait for the device): a row outside it gets a NaN loss."""
+    range is not checked (that would wait for the device): a row whose label is outside it gets a
+    NaN loss, and NaN gradients from the backward."""
     func = "softmax_cross_entropy"
     if type(logits) is _ndarray or (gpu := _gpu(func, logits)) is None:
         backend = _current()
