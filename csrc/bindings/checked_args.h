@@ -49,9 +49,11 @@ py::array new_array_like(const Operand& x);
 // The same for int32 elements.
 py::array new_index_array(std::initializer_list<long> shape);
 
-// Runs fn(float{}) or fn(double{}) as `is_float` says.
+// Runs fn(float{}) or fn(double{}), as `is_float` says, with the GIL released: fn runs a kernel
+// on pointers taken from the checked operands and touches no Python object.
 template <class Fn>
-void by_dtype(bool is_float, Fn&& fn) {
+void run_kernel(bool is_float, Fn&& fn) {
+  py::gil_scoped_release release;
   if (is_float)
     fn(float{});
   else

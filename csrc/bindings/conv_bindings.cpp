@@ -24,13 +24,10 @@ py::object conv2d_py(py::handle x, py::handle w, py::handle b, const py::tuple& 
     if (!B || B->is_float != X->is_float || B->dim(0) != o) return py::none();
   }
   Operand Y{new_array({g.n, g.ho, g.wo, o}, X->is_float), X->is_float};
-  {
-    py::gil_scoped_release release;
-    by_dtype(X->is_float, [&](auto zero) {
-      using T = decltype(zero);
-      conv2d_forward<T>(X->in<T>(), W->in<T>(), B ? B->in<T>() : nullptr, Y.out<T>(), o, g, relu);
-    });
-  }
+  run_kernel(X->is_float, [&](auto zero) {
+    using T = decltype(zero);
+    conv2d_forward<T>(X->in<T>(), W->in<T>(), B ? B->in<T>() : nullptr, Y.out<T>(), o, g, relu);
+  });
   return Y.array;
 }
 
@@ -45,13 +42,10 @@ py::object conv2d_backward_data_py(py::handle dy, py::handle w, py::handle x_sha
       !has_shape(*DY, {g.n, g.ho, g.wo, o}))
     return py::none();
   Operand DX{new_array({g.n, g.h, g.w, g.c}, DY->is_float), DY->is_float};
-  {
-    py::gil_scoped_release release;
-    by_dtype(DY->is_float, [&](auto zero) {
-      using T = decltype(zero);
-      conv2d_backward_data<T>(DY->in<T>(), W->in<T>(), DX.out<T>(), o, g);
-    });
-  }
+  run_kernel(DY->is_float, [&](auto zero) {
+    using T = decltype(zero);
+    conv2d_backward_data<T>(DY->in<T>(), W->in<T>(), DX.out<T>(), o, g);
+  });
   return DX.array;
 }
 
@@ -69,13 +63,10 @@ py::object conv2d_backward_weight_py(py::handle x, py::handle dy, py::handle w_s
   Operand DW{new_array({g.kh, g.kw, g.c, o}, X->is_float), X->is_float};
   std::optional<Operand> DB;
   if (with_bias) DB = Operand{new_array({o}, X->is_float), X->is_float};
-  {
-    py::gil_scoped_release release;
-    by_dtype(X->is_float, [&](auto zero) {
-      using T = decltype(zero);
-      conv2d_backward_weight<T>(X->in<T>(), DY->in<T>(), DW.out<T>(), DB ? DB->out<T>() : nullptr, o, g);
-    });
-  }
+  run_kernel(X->is_float, [&](auto zero) {
+    using T = decltype(zero);
+    conv2d_backward_weight<T>(X->in<T>(), DY->in<T>(), DW.out<T>(), DB ? DB->out<T>() : nullptr, o, g);
+  });
   if (DB) return py::make_tuple(DW.array, DB->array);
   return DW.array;
 }

@@ -45,13 +45,10 @@ py::object gemm_py(py::handle a, py::handle b, py::handle out, py::handle trans_
       return py::none();
   }
   const long lda = A->dim(1), ldb = B->dim(1);
-  {
-    py::gil_scoped_release release;
-    by_dtype(A->is_float, [&](auto zero) {
-      using T = decltype(zero);
-      gemm<T>(ta, tb, m, n, k, T(*al), A->in<T>(), lda, B->in<T>(), ldb, T(beta_used), C->out<T>(), n);
-    });
-  }
+  run_kernel(A->is_float, [&](auto zero) {
+    using T = decltype(zero);
+    gemm<T>(ta, tb, m, n, k, T(*al), A->in<T>(), lda, B->in<T>(), ldb, T(beta_used), C->out<T>(), n);
+  });
   return C->array;
 }
 
@@ -66,8 +63,7 @@ bool adam_update_py(py::handle param, py::handle grad, py::handle m, py::handle 
       !same_kind(*V, *G) || !apart(*P, *M) || !apart(*P, *V) || !apart(*M, *V))
     return false;
   const long n = static_cast<long>(G->array.size());
-  py::gil_scoped_release release;
-  by_dtype(G->is_float, [&](auto zero) {
+  run_kernel(G->is_float, [&](auto zero) {
     using T = decltype(zero);
     adam_update<T>(P->out<T>(), G->in<T>(), M->out<T>(), V->out<T>(), n, *a, *b1, *b2, *e);
   });
@@ -80,13 +76,10 @@ py::object relu_py(py::handle x) {
   if (!X) return py::none();
   Operand Y{new_array_like(*X), X->is_float};
   const long n = static_cast<long>(X->array.size());
-  {
-    py::gil_scoped_release release;
-    by_dtype(X->is_float, [&](auto zero) {
-      using T = decltype(zero);
-      relu<T>(X->in<T>(), Y.out<T>(), n);
-    });
-  }
+  run_kernel(X->is_float, [&](auto zero) {
+    using T = decltype(zero);
+    relu<T>(X->in<T>(), Y.out<T>(), n);
+  });
   return Y.array;
 }
 
@@ -96,13 +89,10 @@ py::object relu_backward_py(py::handle dy, py::handle y) {
   if (!DY || !Y || !same_kind(*DY, *Y)) return py::none();
   Operand DX{new_array_like(*DY), DY->is_float};
   const long n = static_cast<long>(DY->array.size());
-  {
-    py::gil_scoped_release release;
-    by_dtype(DY->is_float, [&](auto zero) {
-      using T = decltype(zero);
-      relu_backward<T>(DY->in<T>(), Y->in<T>(), DX.out<T>(), n);
-    });
-  }
+  run_kernel(DY->is_float, [&](auto zero) {
+    using T = decltype(zero);
+    relu_backward<T>(DY->in<T>(), Y->in<T>(), DX.out<T>(), n);
+  });
   return DX.array;
 }
 
@@ -116,13 +106,10 @@ py::object softmax_cross_entropy_py(py::handle logits, py::handle labels) {
   const long n = Z->dim(0), c = Z->dim(1);
   Operand P{new_array({n, c}, Z->is_float), Z->is_float}, LOSS{new_array({}, Z->is_float), Z->is_float};
   bool in_range = true;
-  {
-    py::gil_scoped_release release;
-    by_dtype(Z->is_float, [&](auto zero) {
-      using T = decltype(zero);
-      in_range = softmax_cross_entropy<T>(Z->in<T>(), L->in<std::int64_t>(), n, c, P.out<T>(), LOSS.out<T>());
-    });
-  }
+  run_kernel(Z->is_float, [&](auto zero) {
+    using T = decltype(zero);
+    in_range = softmax_cross_entropy<T>(Z->in<T>(), L->in<std::int64_t>(), n, c, P.out<T>(), LOSS.out<T>());
+  });
   if (!in_range) return py::bool_(false);
   return py::make_tuple(LOSS.array, P.array);
 }
@@ -136,13 +123,10 @@ py::object softmax_cross_entropy_backward_py(py::handle probs, py::handle labels
   const long n = P->dim(0), c = P->dim(1);
   Operand DZ{new_array({n, c}, P->is_float), P->is_float};
   bool in_range = true;
-  {
-    py::gil_scoped_release release;
-    by_dtype(P->is_float, [&](auto zero) {
-      using T = decltype(zero);
-      in_range = softmax_cross_entropy_backward<T>(P->in<T>(), L->in<std::int64_t>(), n, c, *G->in<T>(), DZ.out<T>());
-    });
-  }
+  run_kernel(P->is_float, [&](auto zero) {
+    using T = decltype(zero);
+    in_range = softmax_cross_entropy_backward<T>(P->in<T>(), L->in<std::int64_t>(), n, c, *G->in<T>(), DZ.out<T>());
+  });
   if (!in_range) return py::bool_(false);
   return DZ.array;
 }

@@ -32,13 +32,10 @@ py::object max_pool2d_py(py::handle x, const py::tuple& geometry, bool with_winn
   Operand Y{new_array({g.n, g.ho, g.wo, g.c}, X->is_float), X->is_float};
   std::optional<Operand> WIN;
   if (with_winners) WIN = Operand{new_index_array({g.n, g.ho, g.wo, g.c}), false};
-  {
-    py::gil_scoped_release release;
-    by_dtype(X->is_float, [&](auto zero) {
-      using T = decltype(zero);
-      max_pool2d<T>(X->in<T>(), Y.out<T>(), WIN ? WIN->out<int>() : nullptr, g);
-    });
-  }
+  run_kernel(X->is_float, [&](auto zero) {
+    using T = decltype(zero);
+    max_pool2d<T>(X->in<T>(), Y.out<T>(), WIN ? WIN->out<int>() : nullptr, g);
+  });
   if (WIN) return py::make_tuple(Y.array, WIN->array);
   return Y.array;
 }
@@ -57,13 +54,10 @@ py::object max_pool2d_backward_py(py::handle dy, py::handle x, py::handle winner
   }
   Operand DX{new_array({g.n, g.h, g.w, g.c}, X->is_float), X->is_float};
   bool in_image = true;
-  {
-    py::gil_scoped_release release;
-    by_dtype(X->is_float, [&](auto zero) {
-      using T = decltype(zero);
-      in_image = max_pool2d_backward<T>(DY->in<T>(), X->in<T>(), WIN ? WIN->in<int>() : nullptr, DX.out<T>(), g);
-    });
-  }
+  run_kernel(X->is_float, [&](auto zero) {
+    using T = decltype(zero);
+    in_image = max_pool2d_backward<T>(DY->in<T>(), X->in<T>(), WIN ? WIN->in<int>() : nullptr, DX.out<T>(), g);
+  });
   if (!in_image) return py::bool_(false);
   return DX.array;
 }
@@ -74,13 +68,10 @@ py::object avg_pool2d_py(py::handle x, const py::tuple& geometry) {
   const auto X = pool_input(x, g);
   if (!X) return py::none();
   Operand Y{new_array({g.n, g.ho, g.wo, g.c}, X->is_float), X->is_float};
-  {
-    py::gil_scoped_release release;
-    by_dtype(X->is_float, [&](auto zero) {
-      using T = decltype(zero);
-      avg_pool2d<T>(X->in<T>(), Y.out<T>(), g);
-    });
-  }
+  run_kernel(X->is_float, [&](auto zero) {
+    using T = decltype(zero);
+    avg_pool2d<T>(X->in<T>(), Y.out<T>(), g);
+  });
   return Y.array;
 }
 
@@ -90,13 +81,10 @@ py::object avg_pool2d_backward_py(py::handle dy, py::handle x, const py::tuple& 
   const auto DY = plain_array(dy, 4, false), X = pool_input(x, g);
   if (!DY || !X || DY->is_float != X->is_float || !has_shape(*DY, {g.n, g.ho, g.wo, g.c})) return py::none();
   Operand DX{new_array({g.n, g.h, g.w, g.c}, X->is_float), X->is_float};
-  {
-    py::gil_scoped_release release;
-    by_dtype(X->is_float, [&](auto zero) {
-      using T = decltype(zero);
-      avg_pool2d_backward<T>(DY->in<T>(), DX.out<T>(), g);
-    });
-  }
+  run_kernel(X->is_float, [&](auto zero) {
+    using T = decltype(zero);
+    avg_pool2d_backward<T>(DY->in<T>(), DX.out<T>(), g);
+  });
   return DX.array;
 }
 
