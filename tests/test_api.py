@@ -222,9 +222,9 @@ def test_kernels_dispatch_to_the_selected_backend(monkeypatch):
         c = zg.kernels.gemm(a, np.ones((4, 2)), alpha=2)
     np.testing.assert_array_equal(c, 8.0)
     assert len(calls) == 1
-    a2, b2, out, trans_a, trans_b, alpha, beta = calls[0]
+    a2, b2, out, trans_a, trans_b, alpha, beta, bias, relu = calls[0]
     assert a2.flags.c_contiguous and out.shape == (3, 2) and out.dtype == np.float64
-    assert (trans_a, trans_b, alpha, beta) == (False, False, 2.0, 0.0)
+    assert (trans_a, trans_b, alpha, beta, bias, relu) == (False, False, 2.0, 0.0, None, False)
     assert type(alpha) is float
 
 

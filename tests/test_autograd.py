@@ -102,6 +102,7 @@ OPS = [
     Op("dropout", seeded_dropout, [(4, 6)]),
     Op("linear", F.linear, [(5, 4), (4, 3)]),
     Op("linear-bias", F.linear, [(5, 4), (4, 3), (3,)]),
+    Op("linear-bias-relu", lambda x, w, b: F.linear(x, w, b, activation="relu"), [(5, 4), (4, 3), (3,)]),
     Op("conv2d", F.conv2d, [(2, 5, 6, 3), (3, 3, 3, 4)]),
     Op("conv2d-bias-same-stride2", lambda x, w, b: F.conv2d(x, w, b, stride=2, padding="same"),
        [(2, 7, 6, 2), (3, 2, 2, 3), (3,)]),

@@ -109,6 +109,21 @@ def test_gemm_alpha_beta_out(cp, rng, shape, alpha, beta, dtype):
     assert_close(host(gout), R.gemm(*f64(a, b, out), alpha=alpha, beta=beta), k + 1, dtype=dtype)
 
 
+@pytest.mark.parametrize("activation", [None, "relu"])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (0.5, 2.0)])
+@pytest.mark.parametrize("shape", [(32, 128, 1600), (17, 33, 13), (7, 5, 0)], ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_bias_and_activation(cp, rng, shape, alpha, beta, activation, dtype):
+    m, n, k = shape
+    a, b, ga, gb = gemm_case(rng, cp, m, n, k, dtype)
+    out, bias = data(rng, (m, n), dtype), data(rng, (n,), dtype)
+    gout = cp.asarray(out)
+    got = zg.kernels.gemm(ga, gb, gout, alpha=alpha, beta=beta, bias=cp.asarray(bias), activation=activation)
+    assert got is gout
+    expected = R.gemm(*f64(a, b, out), alpha=alpha, beta=beta, bias=bias.astype(np.float64), activation=activation)
+    assert_close(host(gout), expected, k + 1, dtype=dtype)
+
+
 @pytest.mark.parametrize("fill", [np.nan, np.inf])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gemm_beta_zero_ignores_out(cp, rng, fill, dtype):

@@ -117,3 +117,36 @@ def test_a_fused_pair_checks_the_shapes_of_each_call():
     assert model(np.zeros((1, 20, 16, 1), np.float32)).shape == (1, 9, 7, 2)
     with pytest.raises(ValueError, match=r"'max_pooling2d\w*' \(MaxPooling2D\): input of shape \(1, 1, 1, 4\)"):
         model(np.zeros((1, 3, 3, 1), np.float32))
+
+
+# ---- a ReLU dense layer: F.linear(..., activation="relu"), the ReLU in the GEMM's epilogue ----
+
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("shape", [(32, 1600, 128), (5, 7, 3), (1, 1, 1), (33, 65, 17)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_relu_same_bits_as_the_two_ops(backend, rng, shape, with_bias, dtype):
+    n, k, units = shape
+    x = rng.standard_normal((n, k)).astype(dtype)
+    x[0] = 0                                 # a row of exact zeros: +0 pre-activations (no bias)
+    x[-1, 0] = np.nan if n > 2 else x[-1, 0]   # a row of NaNs, kept by the ReLU
+    w = rng.standard_normal((k, units)).astype(dtype)
+    b = rng.standard_normal(units).astype(dtype) - 0.5 if with_bias else None
+    results = []
+    for op in (lambda *t: F.linear(*t, activation="relu"), lambda *t: F.relu(F.linear(*t))):
+        tensors = [zg.tensor(a, requires_grad=True, dtype=dtype) for a in (x, w, b) if a is not None]
+        out = op(*tensors)
+        out.backward(np.random.default_rng(7).standard_normal(out.shape).astype(dtype))
+        results.append([out.data] + [t.grad for t in tensors])
+    for fused, apart in zip(*results):
+        np.testing.assert_array_equal(bits(fused), bits(apart))
+
+
+def test_a_relu_dense_layer_runs_one_gemm_and_no_relu_kernel(monkeypatch, rng):
+    called = []
+    for name in ("gemm", "relu"):
+        real = getattr(zg.kernels, name)
+        monkeypatch.setattr(zg.kernels, name, lambda *a, _real=real, _name=name, **k: called.append(_name) or
+                            _real(*a, **k))
+    layer = zg.layers.Dense(6, activation="relu")
+    out = layer(rng.standard_normal((4, 5)).astype(np.float32))
+    assert called == ["gemm"] and (out.data >= 0).all()

@@ -253,6 +253,52 @@ def test_gemm_few_rows_times_transposed_b(backend, rng, shape, alpha, beta, tran
     check(out, expected, k, dtype)
 
 
+# ---- the fused epilogue: bias, then ReLU ----
+
+@pytest.mark.parametrize("activation", [None, "relu"])
+@pytest.mark.parametrize("alpha,beta,with_out", [(1.0, 0.0, False), (-0.5, 0.0, True), (0.5, 2.0, True)])
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (13, 10, 29), (32, 128, 1600), (32, 1600, 128), (5, 97, 33),
+                                   (97, 65, 300), (7, 33, 0)], ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_bias_and_activation(backend, rng, shape, trans_a, trans_b, alpha, beta, with_out, activation, dtype):
+    """act(alpha op(a) op(b) + beta out + bias) on every path of the driver (packed, in place, the
+    transposed product of few rows times a transposed b, an empty sum)."""
+    m, n, k = shape
+    a, b = operands(rng, m, n, k, dtype, trans_a, trans_b)
+    bias = data(rng, (n,), dtype) * 3
+    out = data(rng, (m, n), dtype) if with_out else None
+    kw = dict(trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta, bias=bias, activation=activation)
+    expected = oracle(a, b, None if out is None else out.copy(), **{**kw, "bias": bias.astype(np.float64)})
+    got = zg.kernels.gemm(a, b, out, **kw)
+    assert got is out or out is None
+    scale = term_scale(a, b, out, k, alpha, beta) + float(np.abs(bias).max())
+    check(got, expected, k, dtype, scale=scale)
+    if activation == "relu":
+        assert (got >= 0).all() and 0 < np.count_nonzero(got == 0) < got.size or got.size < 8
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_relu_keeps_nan_and_bias_reaches_every_row(backend, rng, dtype):
+    """NaN survives the ReLU (as NumPy's maximum); an empty sum leaves act(bias) in every row."""
+    a, b = operands(rng, 20, 40, 17, dtype)
+    a[3, 5] = np.nan
+    got = zg.kernels.gemm(a, b, bias=np.zeros(40, dtype), activation="relu")
+    assert np.isnan(got[3]).all() and not np.isnan(np.delete(got, 3, axis=0)).any()
+    bias = np.linspace(-2, 2, 40).astype(dtype)
+    empty = zg.kernels.gemm(np.ones((6, 0), dtype), np.ones((0, 40), dtype), bias=bias, activation="relu")
+    assert_exact(empty, np.broadcast_to(np.maximum(bias, 0), (6, 40)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_bias_is_not_modified(backend, rng, dtype):
+    a, b = operands(rng, 33, 17, 9, dtype)
+    bias = data(rng, (17,), dtype)
+    saved = bias.copy()
+    zg.kernels.gemm(a, b, bias=bias, activation="relu")
+    assert_exact(bias, saved)
+
+
 # ---- the compiled backend's fast path: the common call, straight to the kernel ----
 
 CPU = importlib.import_module("zengrad._cpu") if "cpp" in zg.kernels.available_backends() else None
@@ -269,11 +315,23 @@ def test_fast_path_takes_the_common_call(rng, dtype, trans_a, trans_b, with_out)
     kw = dict(trans_a=trans_a, trans_b=trans_b, alpha=-0.5, beta=2 if with_out else 0.0)
     expected = oracle(a, b, None if out is None else out.copy(), **kw)
     general = _backends._load("cpp").gemm(a, b, np.array(out) if with_out else np.empty((13, 40), dtype),
-                                         trans_a, trans_b, -0.5, 2.0 if with_out else 0.0)
-    got = CPU.gemm(a, b, out, trans_a, trans_b, -0.5, 2 if with_out else 0.0)
+                                         trans_a, trans_b, -0.5, 2.0 if with_out else 0.0, None, False)
+    got = CPU.gemm(a, b, out, trans_a, trans_b, -0.5, 2 if with_out else 0.0, None, False)
     assert got is not None and (got is out if with_out else got.flags.owndata)
     assert_exact(got, general)
     check(got, expected, 29, dtype)
+
+
+@pytest.mark.skipif(CPU is None, reason="needs the cpp backend")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_path_takes_bias_and_relu(rng, dtype):
+    """The epilogue's common call goes to the kernel and gives the general path's bits."""
+    a, b = operands(rng, 13, 40, 29, dtype)
+    bias = data(rng, (40,), dtype)
+    general = _backends._load("cpp").gemm(a, b, np.empty((13, 40), dtype), False, False, 1.0, 0.0, bias, True)
+    got = CPU.gemm(a, b, None, False, False, 1.0, 0.0, bias, True)
+    assert_exact(got, general)
+    assert_exact(got, zg.kernels.gemm(a, b, bias=bias, activation="relu"))
 
 
 def _plain(rng):
@@ -281,31 +339,39 @@ def _plain(rng):
 
 
 FALLBACKS = {
-    "a not an array": lambda a, b, o: ([[1.0]], b, None, False, False, 1.0, 0.0),
-    "a integer": lambda a, b, o: (a.astype(np.int32), b, None, False, False, 1.0, 0.0),
-    "a byte-swapped": lambda a, b, o: (a.astype(a.dtype.newbyteorder()), b, None, False, False, 1.0, 0.0),
-    "dtypes differ": lambda a, b, o: (a, b.astype(np.float64), None, False, False, 1.0, 0.0),
-    "a 3-D": lambda a, b, o: (a[None], b, None, False, False, 1.0, 0.0),
-    "a not contiguous": lambda a, b, o: (np.asfortranarray(a), b, None, False, False, 1.0, 0.0),
-    "shapes disagree": lambda a, b, o: (a, b[:4], None, False, False, 1.0, 0.0),
-    "flag not a bool": lambda a, b, o: (a, b, None, np.bool_(False), False, 1.0, 0.0),
-    "alpha a bool": lambda a, b, o: (a, b, None, False, False, True, 0.0),
-    "alpha a NumPy scalar": lambda a, b, o: (a, b, None, False, False, np.float64(1.0), 0.0),
-    "alpha not finite": lambda a, b, o: (a, b, None, False, False, float("nan"), 0.0),
-    "beta huge int": lambda a, b, o: (a, b, o, False, False, 1.0, 10**30),
-    "out wrong shape": lambda a, b, o: (a, b, o[:5], False, False, 1.0, 0.0),
-    "out wrong dtype": lambda a, b, o: (a, b, o.astype(np.float64), False, False, 1.0, 0.0),
+    "a not an array": lambda a, b, o: ([[1.0]], b, None, False, False, 1.0, 0.0, None, False),
+    "a integer": lambda a, b, o: (a.astype(np.int32), b, None, False, False, 1.0, 0.0, None, False),
+    "a byte-swapped": lambda a, b, o: (a.astype(a.dtype.newbyteorder()), b, None, False, False, 1.0, 0.0, None, False),
+    "dtypes differ": lambda a, b, o: (a, b.astype(np.float64), None, False, False, 1.0, 0.0, None, False),
+    "a 3-D": lambda a, b, o: (a[None], b, None, False, False, 1.0, 0.0, None, False),
+    "a not contiguous": lambda a, b, o: (np.asfortranarray(a), b, None, False, False, 1.0, 0.0, None, False),
+    "shapes disagree": lambda a, b, o: (a, b[:4], None, False, False, 1.0, 0.0, None, False),
+    "flag not a bool": lambda a, b, o: (a, b, None, np.bool_(False), False, 1.0, 0.0, None, False),
+    "alpha a bool": lambda a, b, o: (a, b, None, False, False, True, 0.0, None, False),
+    "alpha a NumPy scalar": lambda a, b, o: (a, b, None, False, False, np.float64(1.0), 0.0, None, False),
+    "alpha not finite": lambda a, b, o: (a, b, None, False, False, float("nan"), 0.0, None, False),
+    "beta huge int": lambda a, b, o: (a, b, o, False, False, 1.0, 10**30, None, False),
+    "out wrong shape": lambda a, b, o: (a, b, o[:5], False, False, 1.0, 0.0, None, False),
+    "out wrong dtype": lambda a, b, o: (a, b, o.astype(np.float64), False, False, 1.0, 0.0, None, False),
     "out read-only": lambda a, b, o: (a, b, np.frombuffer(bytes(o.nbytes), np.float32).reshape(o.shape), False,
-                                      False, 1.0, 0.0),
-    "out is a": lambda a, b, o: (o, np.empty((7, 7), np.float32), o, False, False, 1.0, 0.0),
+                                      False, 1.0, 0.0, None, False),
+    "out is a": lambda a, b, o: (o, np.empty((7, 7), np.float32), o, False, False, 1.0, 0.0, None, False),
     "out overlaps b": lambda a, b, o: _overlapping(a),
+    "bias wrong length": lambda a, b, o: (a, b, None, False, False, 1.0, 0.0, np.zeros(6, np.float32), False),
+    "bias 2-D": lambda a, b, o: (a, b, None, False, False, 1.0, 0.0, np.zeros((1, 7), np.float32), False),
+    "bias dtype differs": lambda a, b, o: (a, b, None, False, False, 1.0, 0.0, np.zeros(7), False),
+    "bias not an array": lambda a, b, o: (a, b, None, False, False, 1.0, 0.0, [0.0] * 7, False),
+    "bias not contiguous": lambda a, b, o: (a, b, None, False, False, 1.0, 0.0, np.zeros(14, np.float32)[::2],
+                                            False),
+    "relu not a bool": lambda a, b, o: (a, b, None, False, False, 1.0, 0.0, None, "relu"),
+    "out overlaps bias": lambda a, b, o: (a, b, o, False, False, 1.0, 0.0, o[0], False),
 }
 
 
 def _overlapping(a):
     """b (5 x 7) and out (6 x 7), both C-contiguous, sharing memory."""
     memory = np.zeros(72, np.float32)
-    return a, memory[:35].reshape(5, 7), memory[30:].reshape(6, 7), False, False, 1.0, 0.0
+    return a, memory[:35].reshape(5, 7), memory[30:].reshape(6, 7), False, False, 1.0, 0.0, None, False
 
 
 @pytest.mark.skipif(CPU is None, reason="needs the cpp backend")
@@ -314,8 +380,9 @@ def test_fast_path_leaves_the_rest_to_the_checks(rng, case):
     """Anything but the common call returns None (the general path then copies or refuses), and
     touches nothing."""
     args = FALLBACKS[case](*_plain(rng))
-    before = [np.array(x) if isinstance(x, np.ndarray) else None for x in args[:3]]
+    arrays = args[:3] + args[7:8]
+    before = [np.array(x) if isinstance(x, np.ndarray) else None for x in arrays]
     assert CPU.gemm(*args) is None
-    for x, saved in zip(args[:3], before):
+    for x, saved in zip(arrays, before):
         if saved is not None:
             assert_exact(x, saved)

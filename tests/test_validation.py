@@ -58,6 +58,11 @@ def _out_is_input(k):
     return k.gemm(a, z(4, 4), a)
 
 
+def _out_is_bias(k):
+    out = z(3, 5)
+    return gemm(k, out=out, bias=out[1])
+
+
 def _readonly_out(k):
     out = z(3, 5)
     out.setflags(write=False)
@@ -90,6 +95,15 @@ CASES = [
     Bad("out-int", "gemm", lambda k: gemm(k, out=np.zeros((3, 5), np.int32)), TypeError, "out"),
     Bad("out-list", "gemm", lambda k: gemm(k, out=[[0.0] * 5] * 3), TypeError, "out"),
     Bad("out-fortran", "gemm", lambda k: gemm(k, out=np.asfortranarray(z(3, 5))), ValueError, "out"),
+    # ---- gemm: bias and activation ----
+    Bad("bias-shape", "gemm", lambda k: gemm(k, bias=z(4)), ValueError, "bias"),
+    Bad("bias-2d", "gemm", lambda k: gemm(k, bias=z(1, 5)), ValueError, "bias"),
+    Bad("bias-dtype", "gemm", lambda k: gemm(k, bias=z(5, dtype=F64)), TypeError, "bias"),
+    Bad("bias-int", "gemm", lambda k: gemm(k, bias=np.zeros(5, np.int64)), TypeError, "bias"),
+    Bad("bias-list", "gemm", lambda k: gemm(k, bias=[0.0] * 5), TypeError, "bias"),
+    Bad("activation-unknown", "gemm", lambda k: gemm(k, activation="tanh"), ValueError, "activation"),
+    Bad("activation-bool", "gemm", lambda k: gemm(k, activation=True), ValueError, "activation"),
+    Bad("out-overlaps-bias", "gemm", lambda k: _out_is_bias(k), ValueError, "out"),
     Bad("out-strided", "gemm", lambda k: gemm(k, out=z(3, 10)[:, ::2]), ValueError, "out"),
     Bad("out-readonly", "gemm", _readonly_out, ValueError, "out"),
     Bad("out-overlaps-a", "gemm", _overlapping_out, ValueError, "out"),

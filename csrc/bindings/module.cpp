@@ -21,19 +21,24 @@ void bind_pool(py::module_& m);
 
 namespace {
 
-// out = alpha op(a) op(b) + beta out: operands 2-D and of one dtype, flags Python bools, `out`
-// absent (then new, beta ignored) or of the result's dtype and shape, writeable and apart from
-// both operands. Returns out, or None (declined).
+// out = act(alpha op(a) op(b) + beta out + bias): operands 2-D and of one dtype, flags Python
+// bools, `out` absent (then new, beta ignored) or of the result's dtype and shape, writeable and
+// apart from a, b and bias; bias absent or of shape (n,). Returns out, or None (declined).
 py::object gemm_py(py::handle a, py::handle b, py::handle out, py::handle trans_a, py::handle trans_b, py::handle alpha,
-                   py::handle beta) {
+                   py::handle beta, py::handle bias, py::handle relu) {
   const auto A = plain_array(a, 2, false), B = plain_array(b, 2, false);
   const auto al = finite_number(alpha), be = finite_number(beta);
   if (!A || !B || A->is_float != B->is_float || !PyBool_Check(trans_a.ptr()) || !PyBool_Check(trans_b.ptr()) || !al ||
-      !be)
+      !be || !PyBool_Check(relu.ptr()))
     return py::none();
   const bool ta = trans_a.ptr() == Py_True, tb = trans_b.ptr() == Py_True;
   const long m = A->dim(ta ? 1 : 0), k = A->dim(ta ? 0 : 1), n = B->dim(tb ? 0 : 1);
   if (B->dim(tb ? 1 : 0) != k) return py::none();
+  std::optional<Operand> Bias;
+  if (!bias.is_none()) {
+    Bias = plain_array(bias, 1, false);
+    if (!Bias || Bias->is_float != A->is_float || Bias->dim(0) != n) return py::none();
+  }
   std::optional<Operand> C;
   double beta_used = *be;
   if (out.is_none()) {
@@ -41,13 +46,15 @@ py::object gemm_py(py::handle a, py::handle b, py::handle out, py::handle trans_
     beta_used = 0.0;
   } else {
     C = plain_array(out, 2, true);
-    if (!C || C->is_float != A->is_float || C->dim(0) != m || C->dim(1) != n || !apart(*C, *A) || !apart(*C, *B))
+    if (!C || C->is_float != A->is_float || C->dim(0) != m || C->dim(1) != n || !apart(*C, *A) || !apart(*C, *B) ||
+        (Bias && !apart(*C, *Bias)))
       return py::none();
   }
   const long lda = A->dim(1), ldb = B->dim(1);
   run_kernel(A->is_float, [&](auto zero) {
     using T = decltype(zero);
-    gemm<T>(ta, tb, m, n, k, T(*al), A->in<T>(), lda, B->in<T>(), ldb, T(beta_used), C->out<T>(), n);
+    const Epilogue<T> epilogue{Bias ? Bias->in<T>() : nullptr, relu.ptr() == Py_True};
+    gemm<T>(ta, tb, m, n, k, T(*al), A->in<T>(), lda, B->in<T>(), ldb, T(beta_used), C->out<T>(), n, epilogue);
   });
   return C->array;
 }
@@ -152,7 +159,8 @@ PYBIND11_MODULE(_cpu, m) {
   });
   m.def("set_simd_level", [](const std::string& name) { zg::set_simd_level(zg::parse_simd(name)); }, py::arg("name"));
   m.def("gemm", &zg::gemm_py, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("trans_a"), py::arg("trans_b"),
-        py::arg("alpha"), py::arg("beta"), "out = alpha op(a) op(b) + beta out, or None when declined");
+        py::arg("alpha"), py::arg("beta"), py::arg("bias"), py::arg("relu"),
+        "out = act(alpha op(a) op(b) + beta out + bias), or None when declined");
   m.def("adam_update", &zg::adam_update_py, py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"),
         py::arg("alpha"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
         "one Adam step in place; False when declined");

@@ -596,7 +596,7 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, long o, const Wind
     });
   }
   gemm_driver<T>(m, o, k, PixelPatches<T>::forward(x, g), StridedMatrix<T>{w, o, 1}, y, o, T(1), b ? T(1) : T(0),
-                 relu ? Epilogue::relu : Epilogue::none);
+                 Epilogue<T>{nullptr, relu});
 }
 
 template <class T>

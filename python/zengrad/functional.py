@@ -60,26 +60,37 @@ def _like(x: Tensor, other, name, func) -> Tensor:
 
 # ---- dense and convolutional layers ----
 
-def linear(x, w, b=None) -> Tensor:
-    """x (N, in) @ w (in, out) + b (out,) -> (N, out), on the GEMM kernel."""
+def linear(x, w, b=None, activation=None) -> Tensor:
+    """x (N, in) @ w (in, out) + b (out,) -> (N, out), on the GEMM kernel; activation None or
+    "relu" (fused into the kernel, as the bias: no pass of their own over the output)."""
     x, w = _t(x, "x", "linear"), _t(w, "w", "linear")
     b = None if b is None else _t(b, "b", "linear")
     _same_device("linear", x=x, w=w, b=b)
-    if b is None:
-        y = kernels.gemm(x.data, w.data)
-    else:  # the bias is the GEMM's starting C: no extra pass over the output
-        if x.ndim != 2:
-            raise ValueError(f"linear(): argument 'x' must be 2-dimensional (N, in), got shape {x.shape}")
-        y = array_module(b.data).empty((x.shape[0], w.shape[1]), b.dtype)
-        y[...] = b.data
-        kernels.gemm(x.data, w.data, y, beta=1.0)
+    _linear_shapes(x, w, b)
+    y = kernels.gemm(x.data, w.data, bias=None if b is None else b.data, activation=activation)
 
     def backward(g):
+        if activation is not None:
+            g = kernels.relu_backward(g, y)
         dx = kernels.gemm(g, w.data, trans_b=True) if x.requires_grad else None
         dw = kernels.gemm(x.data, g, trans_a=True) if w.requires_grad else None
         return (dx, dw) if b is None else (dx, dw, g.sum(axis=0))
 
     return Tensor._result(y, (x, w) if b is None else (x, w, b), backward)
+
+
+def _linear_shapes(x, w, b) -> None:
+    """ValueError/TypeError naming linear()'s own argument where x, w and b do not fit together."""
+    if x.ndim != 2:
+        raise ValueError(f"linear(): argument 'x' must be 2-dimensional (N, in), got shape {x.shape}")
+    if w.ndim != 2 or w.shape[0] != x.shape[1]:
+        raise ValueError(f"linear(): argument 'w' must have shape ({x.shape[1]}, out) for x of shape {x.shape}, "
+                         f"got {w.shape}")
+    if b is not None and b.shape != (w.shape[1],):
+        raise ValueError(f"linear(): argument 'b' must have shape ({w.shape[1]},), got {b.shape}")
+    for name, t in (("w", w), ("b", b)):
+        if t is not None and t.dtype != x.dtype:
+            raise TypeError(f"linear(): argument '{name}' must be of x's dtype {x.dtype}, got {t.dtype}")
 
 
 def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None) -> Tensor:

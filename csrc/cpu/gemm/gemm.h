@@ -114,12 +114,6 @@ inline void choose_grid(int team, long m_panels, long n_panels, int* tm, int* tn
   }
 }
 
-// max(v, 0), NaN kept (as NumPy's maximum).
-template <class T>
-void relu_tile(T* c, long ldc, long height, long width) {
-  for (long r = 0; r < height; ++r)
-    for (long q = 0; q < width; ++q) c[r * ldc + q] = c[r * ldc + q] < T(0) ? T(0) : c[r * ldc + q];
-}
 
 template <class T>
 void scale(long m, long n, T* c, long ldc, T beta) {
@@ -137,16 +131,34 @@ constexpr long kL2BlockBytes = 512L << 10;
 // The packed B (all of k for NC columns) is kept within this many bytes by narrowing NC.
 constexpr long kPackedBBytes = 16L << 20;
 
-// What the driver does to each tile of C once its sum is complete, while the tile is in cache.
-enum class Epilogue { none, relu };
+// What the driver does to each tile of C once its sum is complete, while the tile is in cache:
+// add bias[j] to column j (unless bias is null), then max(v, 0) when relu (NaN kept, as NumPy's
+// maximum).
+template <class T>
+struct Epilogue {
+  const T* bias = nullptr;
+  bool relu = false;
+
+  bool any() const { return bias || relu; }
+  // Rows of `width` columns from column j0 on, row stride ldc.
+  void apply(T* c, long ldc, long height, long width, long j0) const {
+    for (long r = 0; r < height; ++r) {
+      T* row = c + r * ldc;
+      if (bias)
+        for (long q = 0; q < width; ++q) row[q] += bias[j0 + q];
+      if (relu)
+        for (long q = 0; q < width; ++q) row[q] = row[q] < T(0) ? T(0) : row[q];
+    }
+  }
+};
 
 template <class T, class APacker, class BPacker>
 void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* c, long ldc, T alpha,
-                 T beta, Epilogue epilogue = Epilogue::none) {
+                 T beta, Epilogue<T> epilogue = {}) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     detail::scale(m, n, c, ldc, beta);
-    if (epilogue == Epilogue::relu) detail::relu_tile(c, ldc, m, n);
+    epilogue.apply(c, ldc, m, n, 0);
     return;
   }
   const MicroKernel<T>& uk = microkernel<T>();
@@ -232,7 +244,7 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
                   out = beta_here == T(0) ? alpha * edge[r * NR + q] : alpha * edge[r * NR + q] + beta_here * out;
                 }
             }
-            if (epilogue == Epilogue::relu && kb == k_blocks - 1) detail::relu_tile(cij, ldc, height, width);
+            if (epilogue.any() && kb == k_blocks - 1) epilogue.apply(cij, ldc, height, width, jc + jp * NR);
           };
           // The thread's B micro-panels in chunks that stay in L2 while every A micro-panel of the
           // block passes over them; each A micro-panel stays in L1 for its chunk, and consecutive
@@ -247,10 +259,11 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
   }
 }
 
-// C = alpha * op(A) * op(B) + beta * C on row-major arrays; op(A) is m x k, op(B) k x n.
+// C = alpha * op(A) * op(B) + beta * C on row-major arrays, then the epilogue (bias, ReLU);
+// op(A) is m x k, op(B) k x n.
 template <class T>
 void gemm(bool trans_a, bool trans_b, long m, long n, long k, T alpha, const T* a, long lda, const T* b,
-          long ldb, T beta, T* c, long ldc) {
+          long ldb, T beta, T* c, long ldc, Epilogue<T> epilogue = {}) {
   StridedMatrix<T> A{a, trans_a ? 1 : lda, trans_a ? lda : 1};
   StridedMatrix<T> B{b, trans_b ? 1 : ldb, trans_b ? ldb : 1};
   // A few rows times a large transposed B (a dense layer's dX = dY W^T): packing B would
@@ -272,11 +285,12 @@ void gemm(bool trans_a, bool trans_b, long m, long n, long k, T alpha, const T* 
           else
             for (long j = 0; j < width; ++j) row[j] = src[j * m] + beta * row[j];
         }
+        if (epilogue.any()) epilogue.apply(c + j0, ldc, m, width, j0);
       }
     });
     return;
   }
-  gemm_driver<T>(m, n, k, A, B, c, ldc, alpha, beta);
+  gemm_driver<T>(m, n, k, A, B, c, ldc, alpha, beta, epilogue);
 }
 
 }  // namespace zg

@@ -61,10 +61,13 @@ def _known_pool(x_shape, pool_size, stride, padding):
     return V.known_window(x_shape, size, size if stride is None else stride, padding, allow_explicit=False)
 
 
-def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, precision=None):
-    """out = alpha * op(a) @ op(b) + beta * out; op(a) (M, K), op(b) (K, N) -> out (M, N).
+def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, bias=None, activation=None,
+         precision=None):
+    """out = act(alpha * op(a) @ op(b) + beta * out + bias); op(a) (M, K), op(b) (K, N) -> out (M, N).
 
     op(a) is a.T when trans_a. Without `out` a new array is returned (beta has nothing to scale).
+    bias (N,): added to every row; activation: None or "relu", applied last. Both are fused
+    into the kernel (no pass of their own over out).
     precision: None (the matmul-precision setting), "float32", "tf32" or "bf16"; only float32
     on a GPU computes in lower precision (NumPy arrays: "float32" or None).
     """
@@ -73,15 +76,16 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, p
         # The compiled backend takes the common call (plain float arrays whose shapes agree)
         # without the checks below, which see every other one; a dense layer's three products
         # a step each spent 15-20 us here.
-        if precision is None and backend.fast is not None:
-            done = backend.fast.gemm(a, b, out, trans_a, trans_b, alpha, beta)
+        if precision is None and backend.fast is not None and (
+                activation is None or (type(activation) is str and activation == "relu")):
+            done = backend.fast.gemm(a, b, out, trans_a, trans_b, alpha, beta, bias, activation is not None)
             if done is not None:
                 return done
         if precision is not None:
             V.cpu_precision("gemm", precision)
-        return backend.gemm(*V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta))
+        return backend.gemm(*V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta, bias, activation))
     with a.device:
-        args = V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta)
+        args = V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta, bias, activation)
         chosen = get_matmul_precision() if precision is None else _check_precision("gemm", precision)
         return gpu.gemm(*args, chosen)
 

@@ -23,8 +23,8 @@ def _done(func, result):
     return result
 
 
-def gemm(a, b, out, trans_a, trans_b, alpha, beta):
-    return _done("gemm", _cpu.gemm(a, b, out, trans_a, trans_b, alpha, beta))
+def gemm(a, b, out, trans_a, trans_b, alpha, beta, bias, relu):
+    return _done("gemm", _cpu.gemm(a, b, out, trans_a, trans_b, alpha, beta, bias, relu))
 
 
 def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):

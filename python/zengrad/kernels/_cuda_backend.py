@@ -38,11 +38,15 @@ def _ptr(array) -> int:
     return 0 if array is None else array.data.ptr
 
 
-def gemm(a, b, out, trans_a, trans_b, alpha, beta, precision):
+def gemm(a, b, out, trans_a, trans_b, alpha, beta, bias, relu, precision):
     m, n = out.shape
     k = a.shape[0] if trans_a else a.shape[1]
     _cuda.gemm(_DTYPE[a.dtype], _code(a.dtype, precision), trans_a, trans_b, m, n, k, alpha, a.data.ptr,
                a.shape[1], b.data.ptr, b.shape[1], beta, out.data.ptr, n, *_where(out))
+    if bias is not None:
+        out += bias
+    if relu:
+        cupy.maximum(out, 0, out=out)   # NaN kept, as NumPy's maximum
     return out
 
 

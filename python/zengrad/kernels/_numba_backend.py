@@ -111,16 +111,16 @@ def _run_gemm(kind, src, geo, bkind, bsrc, bs0, bs1, out, alpha, beta, bias, rel
             mc, nc)
 
 
-def gemm(a, b, out, trans_a, trans_b, alpha, beta):
+def gemm(a, b, out, trans_a, trans_b, alpha, beta, bias, relu):
     m, n = out.shape
     k = a.shape[0] if trans_a else a.shape[1]
     if m == 0 or n == 0 or k == 0:
-        return R._compute_gemm(a, b, out, trans_a, trans_b, alpha, beta)
+        return R._compute_gemm(a, b, out, trans_a, trans_b, alpha, beta, bias, relu)
     threads = _threads()
     geo = np.array([1, m] if trans_a else [k, 1], np.int64)        # A[i, p] = a[i*geo[0] + p*geo[1]]
     bs0, bs1 = (1, k) if trans_b else (n, 1)                        # B[p, j] = b[p*bs0 + j*bs1]
     _run_gemm(K.GEMM, _in(a), geo, K.B_MATRIX, _in(b), bs0, bs1, out.reshape(-1), alpha, beta,
-              _none(out.dtype), False, np.empty(0, out.dtype), m, n, k, k, threads)
+              _none(out.dtype) if bias is None else _in(bias), relu, np.empty(0, out.dtype), m, n, k, k, threads)
     return out
 
 

@@ -316,27 +316,33 @@ def nonempty_dims(func: str, name: str, shape, dims: str) -> None:
 
 # ---- per-kernel argument sets (used by the public API and by the reference oracles) ----
 
-def gemm_args(func, a, b, out, trans_a, trans_b, alpha, beta):
-    """-> (a, b, out, trans_a, trans_b, alpha, beta) with `out` allocated when None (beta 0)."""
-    given = (a, b)  # before any copy: `out` must not overlap what the caller passed
+def gemm_args(func, a, b, out, trans_a, trans_b, alpha, beta, bias=None, act=None):
+    """-> (a, b, out, trans_a, trans_b, alpha, beta, bias, relu) with `out` allocated when None
+    (beta 0); bias None or (N,); act the activation's name (None or "relu")."""
+    given = (a, b) if bias is None else (a, b, bias)  # before any copy: `out` must not overlap them
     a = array(func, "a", a, 2)
     b = array(func, "b", b, 2)
-    same_dtype(func, "a", a, b=b)
+    if bias is not None:
+        bias = array(func, "bias", bias, 1)
+    same_dtype(func, "a", a, b=b, bias=bias)
     trans_a = flag(func, "trans_a", trans_a)
     trans_b = flag(func, "trans_b", trans_b)
     alpha = scalar(func, "alpha", alpha)
     beta = scalar(func, "beta", beta)
+    relu = activation(func, act)
     m, k = a.shape[::-1] if trans_a else a.shape
     k2, n = b.shape[::-1] if trans_b else b.shape
     if k != k2:
         fail(ValueError, func, "b", f"{k} rows in op(b) to match the {k} columns of op(a)",
              f"op(b) of shape {(k2, n)} (a {a.shape}, trans_a={trans_a}; b {b.shape}, trans_b={trans_b})")
+    if bias is not None and bias.shape != (n,):
+        fail(ValueError, func, "bias", f"of shape ({n},) (a value per column of the result)", f"shape {bias.shape}")
     if out is None:
         out, beta = (np.empty((m, n), a.dtype) if type(a) is _ndarray
                      else empty_like_device(a, (m, n), a.dtype)), 0.0
     else:
         out = out_array(func, out, (m, n), a.dtype, *given)
-    return a, b, out, trans_a, trans_b, alpha, beta
+    return a, b, out, trans_a, trans_b, alpha, beta, bias, relu
 
 
 def _conv_common(func, x_name, x, w_shape, stride, padding, dilation):

@@ -13,19 +13,23 @@ from . import _validate as V
 
 # ---- GEMM ----
 
-def _compute_gemm(a, b, out, trans_a, trans_b, alpha, beta):
+def _compute_gemm(a, b, out, trans_a, trans_b, alpha, beta, bias=None, relu=False):
     product = (a.T if trans_a else a) @ (b.T if trans_b else b)
     result = alpha * product if beta == 0.0 else alpha * product + beta * out
-    out[...] = result
+    if bias is not None:
+        result = result + bias
+    out[...] = np.maximum(result, 0) if relu else result
     return out
 
 
-def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, precision=None):
-    """out = alpha * op(a) @ op(b) + beta * out; op(a) (M, K), op(b) (K, N), out (M, N).
+def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, bias=None, activation=None,
+         precision=None):
+    """out = act(alpha * op(a) @ op(b) + beta * out + bias); op(a) (M, K), op(b) (K, N), out and
+    bias broadcast (M, N), act None or "relu".
     precision: None or "float32" (the oracle computes in full precision)."""
     if precision is not None:
         V.cpu_precision("gemm", precision)
-    return _compute_gemm(*V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta))
+    return _compute_gemm(*V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta, bias, activation))
 
 
 # ---- convolution ----

@@ -39,10 +39,18 @@ class Dense(ActivationMixin, Layer):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def pre_activation(self, x, training=False):
+        return self._linear(x, None)
+
+    def call(self, x, training=False):
+        if self.activation_name == "relu":  # fused into the GEMM kernel
+            return self._linear(x, "relu")
+        return super().call(x, training=training)
+
+    def _linear(self, x, activation):
         if x.ndim == 2:
-            return F.linear(x, self.kernel, self.bias)
+            return F.linear(x, self.kernel, self.bias, activation)
         lead = tuple(x.shape[:-1])
-        y = F.linear(x.reshape(math.prod(lead), x.shape[-1]), self.kernel, self.bias)
+        y = F.linear(x.reshape(math.prod(lead), x.shape[-1]), self.kernel, self.bias, activation)
         return y.reshape(*lead, self.units)
 
 
