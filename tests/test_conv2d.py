@@ -64,6 +64,10 @@ CASES = [
     # backward-weight with few channels: three taps at a time where all land inside, edges alone
     Conv("cin2-cout64-1x7-same-stride", (2, 5, 11, 2), (3, 7), 64, stride=(1, 2), padding="same"),
     Conv("cin1-cout32-padding-past-taps", (1, 6, 4, 1), (3, 3), 32, padding=((1, 2), (3, 3))),
+    # forward with few channels, summed directly: tiles of 12 pixels (edges checked), then of 4
+    Conv("cin1-cout32-wide-same", (2, 5, 30, 1), (3, 3), 32, padding="same"),
+    Conv("cin1-cout32-wide-valid", (1, 4, 29, 1), (2, 3), 32),
+    Conv("cin3-cout64-wide-stride2-dilated", (1, 7, 61, 3), (3, 5), 64, stride=2, dilation=(1, 2), bias=False),
     Conv("cout1", (2, 6, 6, 4), (3, 3), 1),
     Conv("cout3", (2, 6, 6, 4), (3, 3), 3),
     Conv("cout16", (2, 6, 6, 5), (3, 3), 16),

@@ -581,11 +581,114 @@ ZG_MULTIVERSION void backward_weight_direct_rows(const T* x, const T* dy, T* dw_
   }
 }
 
+// Forward convolution of an image with few channels (conv1 has one), an output row at a time: a
+// tile of P pixels x 2 vectors of output channels is summed in registers over the taps that land
+// inside the image, in the order of the other paths (kernel rows, then kernel columns, then
+// channels), then gets its bias and ReLU and is stored once. Through the micro-kernel, a tile
+// summed kw*c = 3 steps per kernel row, and its calls, edges and bias pass cost more than the sums
+// (conv1: 127 -> 6x us). `checked` tiles test each tap's column (windows across the image's edges,
+// or fewer than P pixels: `count`); the others read every tap.
+// `unit`: the tile's pixels read consecutive values (sw * c == 1), at offsets the compiler knows.
+template <class T, long P, bool checked, bool unit>
+__attribute__((always_inline)) inline void forward_direct_tile(const T* xn, const T* w, const T* b, T* y_row, long o,
+                                                               long ob, long ow0, long count, const long* taps_i,
+                                                               const long* taps_ih, long valid, const Window& g,
+                                                               bool relu) {
+  using V = typename Vector64<T>::type;
+  constexpr long W = 64 / sizeof(T);
+  const long step = unit ? 1 : g.sw * g.c;  // between the values of consecutive pixels
+  V acc[P][2] = {};
+  for (long r = 0; r < valid; ++r) {
+    const T* x_row = xn + taps_ih[r] * g.w * g.c;
+    for (long j = 0; j < g.kw; ++j) {
+      const T* f = w + (taps_i[r] * g.kw + j) * g.c * o + ob;
+      const long iw0 = ow0 * g.sw - g.pl + j * g.dw;
+      const T* xs = x_row + iw0 * g.c;  // pixel p's value of channel ci: xs[p * step + ci]
+      for (long ci = 0; ci < g.c; ++ci, f += o, ++xs) {
+        V f0, f1;
+        std::memcpy(&f0, f, sizeof(V));
+        std::memcpy(&f1, f + W, sizeof(V));
+#pragma GCC unroll 16
+        for (long p = 0; p < P; ++p) {
+          if (checked && (p >= count || iw0 + p * g.sw < 0 || iw0 + p * g.sw >= g.w)) continue;
+          const T v = xs[p * step];
+          acc[p][0] += v * f0;
+          acc[p][1] += v * f1;
+        }
+      }
+    }
+  }
+  V b0 = {}, b1 = {};
+  if (b) {
+    std::memcpy(&b0, b + ob, sizeof(V));
+    std::memcpy(&b1, b + ob + W, sizeof(V));
+  }
+  const V zero_v = {};
+#pragma GCC unroll 16
+  for (long p = 0; p < P; ++p) {
+    if (checked && p >= count) break;
+    V s0 = acc[p][0], s1 = acc[p][1];
+    if (b) s0 += b0, s1 += b1;
+    if (relu) s0 = s0 < zero_v ? zero_v : s0, s1 = s1 < zero_v ? zero_v : s1;  // NaN kept
+    T* out = y_row + (ow0 + p) * o + ob;
+    std::memcpy(out, &s0, sizeof(V));
+    std::memcpy(out + W, &s1, sizeof(V));
+  }
+}
+
+// Whether forward_direct_row takes a convolution: few input channels, and output channels in
+// whole blocks of 2 vectors.
+template <class T>
+bool forward_direct_pays(const Window& g, long o) {
+  return g.c < 8 && g.kh <= 64 && o % kDirectBlock<T> == 0;
+}
+
+// Output row (n, oh) of the convolution (y_row: wo x o), in tiles of 12 pixels, then of 4.
+template <class T>
+ZG_MULTIVERSION void forward_direct_row(const T* x, const T* w, const T* b, T* y_row, long o, long n, long oh,
+                                        const Window& g, bool relu) {
+  long taps_i[64], taps_ih[64], valid = 0;  // the kernel rows inside the image, and their image rows
+  for (long i = 0; i < g.kh; ++i) {
+    const long ih = oh * g.sh - g.pt + i * g.dh;
+    if (ih >= 0 && ih < g.h) taps_i[valid] = i, taps_ih[valid++] = ih;
+  }
+  const T* xn = x + n * g.h * g.w * g.c;
+  // Columns [lo, hi) have every tap inside the image: ow*sw - pl >= 0, ow*sw - pl + (kw-1)*dw < w.
+  const long lo = (g.pl + g.sw - 1) / g.sw, last = g.w - 1 + g.pl - (g.kw - 1) * g.dw;
+  const long hi = last < 0 ? 0 : std::min(g.wo, last / g.sw + 1);
+  const bool unit = g.sw * g.c == 1;
+  for (long ob = 0; ob < o; ob += kDirectBlock<T>) {
+    long ow0 = 0;
+    for (; ow0 + 12 <= g.wo; ow0 += 12) {
+      if (ow0 < lo || ow0 + 12 > hi)
+        forward_direct_tile<T, 12, true, false>(xn, w, b, y_row, o, ob, ow0, 12, taps_i, taps_ih, valid, g, relu);
+      else if (unit)
+        forward_direct_tile<T, 12, false, true>(xn, w, b, y_row, o, ob, ow0, 12, taps_i, taps_ih, valid, g, relu);
+      else
+        forward_direct_tile<T, 12, false, false>(xn, w, b, y_row, o, ob, ow0, 12, taps_i, taps_ih, valid, g, relu);
+    }
+    for (; ow0 < g.wo; ow0 += 4) {
+      const long count = std::min(4L, g.wo - ow0);
+      if (count < 4 || ow0 < lo || ow0 + 4 > hi)
+        forward_direct_tile<T, 4, true, false>(xn, w, b, y_row, o, ob, ow0, count, taps_i, taps_ih, valid, g, relu);
+      else
+        forward_direct_tile<T, 4, false, false>(xn, w, b, y_row, o, ob, ow0, 4, taps_i, taps_ih, valid, g, relu);
+    }
+  }
+}
+
 }  // namespace
 
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, long o, const Window& g, bool relu) {
   const long m = g.n * g.ho * g.wo, k = g.kh * g.kw * g.c;
+  if (forward_direct_pays<T>(g, o)) {
+    parallel_for(g.n * g.ho, 4, [&](long first, long last) {
+      for (long row = first; row < last; ++row)
+        forward_direct_row(x, w, b, y + row * g.wo * o, o, row / g.ho, row % g.ho, g, relu);
+    });
+    return;
+  }
   if (g.dw == 1 && in_place_pays<T>(k, o)) {
     const auto plan = conv_plan(x, g.n, g.h, g.w, g.c, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.dh, -g.pt, -g.pl, o);
     return conv_in_place(plan, w, o, b, y, relu);
