@@ -586,8 +586,8 @@ ZG_MULTIVERSION void backward_weight_direct_rows(const T* x, const T* dy, T* dw_
 // inside the image, in the order of the other paths (kernel rows, then kernel columns, then
 // channels), then gets its bias and ReLU and is stored once. Through the micro-kernel, a tile
 // summed kw*c = 3 steps per kernel row, and its calls, edges and bias pass cost more than the sums
-// (conv1: 127 -> 6x us). `checked` tiles test each tap's column (windows across the image's edges,
-// or fewer than P pixels: `count`); the others read every tap.
+// (conv1, 2 threads: 127 -> 78 us). `checked` tiles test each tap's column (windows across the
+// image's edges, or fewer than P pixels: `count`); the others read every tap.
 // `unit`: the tile's pixels read consecutive values (sw * c == 1), at offsets the compiler knows.
 template <class T, long P, bool checked, bool unit>
 __attribute__((always_inline)) inline void forward_direct_tile(const T* xn, const T* w, const T* b, T* y_row, long o,
@@ -644,9 +644,11 @@ bool forward_direct_pays(const Window& g, long o) {
 }
 
 // Output row (n, oh) of the convolution (y_row: wo x o), in tiles of 12 pixels, then of 4.
+// Without predictive commoning: GCC kept the image values that the next kernel column reads
+// again in scalar registers, spilled two dozen of them and ran at 0.6 FMA a cycle (95 -> 78 us).
 template <class T>
-ZG_MULTIVERSION void forward_direct_row(const T* x, const T* w, const T* b, T* y_row, long o, long n, long oh,
-                                        const Window& g, bool relu) {
+__attribute__((optimize("no-predictive-commoning"))) ZG_MULTIVERSION void forward_direct_row(
+    const T* x, const T* w, const T* b, T* y_row, long o, long n, long oh, const Window& g, bool relu) {
   long taps_i[64], taps_ih[64], valid = 0;  // the kernel rows inside the image, and their image rows
   for (long i = 0; i < g.kh; ++i) {
     const long ih = oh * g.sh - g.pt + i * g.dh;

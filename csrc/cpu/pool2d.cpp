@@ -85,17 +85,40 @@ template <class T>
 constexpr T kMinusInf = -std::numeric_limits<T>::infinity();
 
 // The maximum of each channel over one window of image xn, and its pixel. Padding never wins:
-// a window whose real elements are all -inf takes its first real one.
+// a window whose real elements are all -inf takes its first real one. A vector of channels at a
+// time is followed over the taps in local arrays, which stay in registers (through memory, each
+// tap waited for the last one's store: pool1's forward 86 -> 76 us).
 template <class T>
-inline void find_winners(const T* xn, const Window& g, long oh, long ow, Taps rows, Taps cols, T* best, int* winner,
-                         long cb) {
+__attribute__((always_inline)) inline void find_winners(const T* xn, const Window& g, long oh, long ow, Taps rows,
+                                                        Taps cols, T* best, int* winner, long cb) {
   const bool empty = rows.first == rows.last || cols.first == cols.last;
-  std::fill(best, best + cb, kMinusInf<T>);
-  std::fill(winner, winner + cb, empty ? -1 : int(pixel(g, oh, ow, rows.first, cols.first)));
-  for (long i = rows.first; i < rows.last; ++i)
+  const int first = empty ? -1 : int(pixel(g, oh, ow, rows.first, cols.first));
+  constexpr long L = 64 / sizeof(T);
+  long k0 = 0;
+  for (; k0 + L <= cb; k0 += L) {
+    T m[L];
+    int at[L];
+    for (long l = 0; l < L; ++l) m[l] = kMinusInf<T>, at[l] = first;
+    for (long i = rows.first; i < rows.last; ++i)
+      for (long j = cols.first; j < cols.last; ++j) {
+        const long p = pixel(g, oh, ow, i, j);
+        const T* __restrict v = xn + p * g.c + k0;
+#pragma GCC unroll 1  // one vector: unrolled into 16 scalars, the loop was not vectorised
+        for (long l = 0; l < L; ++l) {
+          const bool take = takes_over(v[l], m[l]);
+          m[l] = take ? v[l] : m[l];
+          at[l] = take ? int(p) : at[l];
+        }
+      }
+    std::copy(m, m + L, best + k0);
+    std::copy(at, at + L, winner + k0);
+  }
+  std::fill(best + k0, best + cb, kMinusInf<T>);
+  std::fill(winner + k0, winner + cb, first);
+  for (long i = rows.first; i < rows.last && k0 < cb; ++i)
     for (long j = cols.first; j < cols.last; ++j) {
       const long p = pixel(g, oh, ow, i, j);
-      track_max(xn + p * g.c, int(p), best, winner, cb);
+      track_max(xn + p * g.c + k0, int(p), best + k0, winner + k0, cb - k0);
     }
 }
 
