@@ -161,12 +161,13 @@ class Tensor:
             if self.data.size != 1:
                 raise ValueError(f"backward(): argument 'grad' must be given for a non-scalar tensor "
                                  f"of shape {self.shape}")
-            grad = array_module(self.data).ones_like(self.data)
-        grad = _device.like(grad.data if isinstance(grad, Tensor) else grad, self.data, "backward()", "grad")
-        if isinstance(grad, np.generic):    # a number for a GPU tensor: gradients are arrays on its device
-            grad = _device.move(np.asarray(grad), self.device)
-        if grad.shape != self.shape:
-            raise ValueError(f"backward(): argument 'grad' must have shape {self.shape}, got {grad.shape}")
+            grad = array_module(self.data).ones_like(self.data)   # of the data's dtype and device
+        else:
+            grad = _device.like(grad.data if isinstance(grad, Tensor) else grad, self.data, "backward()", "grad")
+            if isinstance(grad, np.generic):    # a number for a GPU tensor: gradients are arrays on its device
+                grad = _device.move(np.asarray(grad), self.device)
+            if grad.shape != self.shape:
+                raise ValueError(f"backward(): argument 'grad' must have shape {self.shape}, got {grad.shape}")
 
         # Nodes in descending creation order: every op's result is created after its inputs, so
         # a node comes off the heap only once all the nodes that feed gradient into it have
