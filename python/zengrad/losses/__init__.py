@@ -96,9 +96,10 @@ class SparseCategoricalCrossentropy(Loss):
         self.fused_activation = None if from_logits else "softmax"
 
     def _labels(self, y_true, num_classes):
-        """Labels as int64 (N,), on the device they come on. Host labels are checked to be
-        integral and in range; device labels are not (that would wait for the GPU every step):
-        fit checks the whole array once, through check_targets."""
+        """Labels (N,) of an integer dtype (as given; float and bool labels as int64), on the
+        device they come on. Host labels are checked to be integral and in range; device labels
+        are not (that would wait for the GPU every step): fit checks the whole array once, through
+        check_targets."""
         y = _host_or_device(y_true)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
@@ -114,12 +115,12 @@ class SparseCategoricalCrossentropy(Loss):
         elif y.dtype.kind not in "biu":
             raise TypeError(f"{self.name}: labels must be integer class indices, got dtype {y.dtype}")
         if y.size and num_classes is not None:
-            lo, hi = y.min(), y.max()
+            lo, hi = (0 if y.dtype.kind == "u" else y.min()), y.max()
             if lo < 0 or hi >= num_classes:
                 bad = lo if lo < 0 else hi
                 raise ValueError(f"{self.name}: label {bad:g} is out of range for {num_classes} classes "
                                  f"(labels must be in [0, {num_classes - 1}])")
-        return y.astype(np.int64, copy=False)
+        return y if y.dtype.kind in "iu" else y.astype(np.int64)
 
     def check_targets(self, y_true, output_shape):
         self._labels(_device.to_host(_host_or_device(y_true)), output_shape[-1])   # once: a copy is fine
