@@ -636,11 +636,12 @@ __attribute__((always_inline)) inline void forward_direct_tile(const T* xn, cons
   }
 }
 
-// Whether forward_direct_row takes a convolution: few input channels, and output channels in
-// whole blocks of 2 vectors.
+// Whether forward_direct_row takes a convolution: few input channels, output channels in whole
+// blocks of 2 vectors, and AVX-512, whose 32 registers hold a tile's 24 accumulators (AVX2's 16
+// would spill them: 17x slower than the micro-kernel, which stays in use there).
 template <class T>
 bool forward_direct_pays(const Window& g, long o) {
-  return g.c < 8 && g.kh <= 64 && o % kDirectBlock<T> == 0;
+  return g.c < 8 && g.kh <= 64 && o % kDirectBlock<T> == 0 && simd_level() == Simd::avx512;
 }
 
 // Output row (n, oh) of the convolution (y_row: wo x o), in tiles of 12 pixels, then of 4.
