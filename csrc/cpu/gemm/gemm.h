@@ -114,7 +114,6 @@ inline void choose_grid(int team, long m_panels, long n_panels, int* tm, int* tn
   }
 }
 
-
 template <class T>
 void scale(long m, long n, T* c, long ldc, T beta) {
   for (long i = 0; i < m; ++i)

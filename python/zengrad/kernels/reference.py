@@ -24,8 +24,8 @@ def _compute_gemm(a, b, out, trans_a, trans_b, alpha, beta, bias=None, relu=Fals
 
 def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, bias=None, activation=None,
          precision=None):
-    """out = act(alpha * op(a) @ op(b) + beta * out + bias); op(a) (M, K), op(b) (K, N), out and
-    bias broadcast (M, N), act None or "relu".
+    """out = act(alpha * op(a) @ op(b) + beta * out + bias); op(a) (M, K), op(b) (K, N), out
+    (M, N), bias (N,), act None or "relu".
     precision: None or "float32" (the oracle computes in full precision)."""
     if precision is not None:
         V.cpu_precision("gemm", precision)

@@ -151,7 +151,7 @@ class MeanMetricWrapper(Mean):
 
     def update_state(self, y_true, y_pred):
         if (self.fn is sparse_categorical_accuracy and type(y_pred) is np.ndarray and type(y_true) is np.ndarray
-                and y_pred.ndim == 2 and y_true.ndim == 1):
+                and y_pred.ndim == 2 and y_true.shape == y_pred.shape[:1]):
             # the common call, in short: the number of hits added, without a per-sample array
             self.total += int(np.count_nonzero(y_pred.argmax(axis=1) == y_true))
             self.count += y_true.size
