@@ -510,6 +510,31 @@ def test_compile_refuses_unknown_names():
         model.compile(optimizer="adam")
 
 
+def test_train_on_batch_checks_every_batch_after_the_first():
+    """Batches shaped as the last one skip the structure checks, not the targets' values; a model
+    changed since (a layer added, rebuilt, recompiled) checks the next batch in full."""
+    x, y = small_data(n=8)
+    model = small_cnn()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.train_on_batch(x, y)
+    for bad, error, match in [(np.full(8, 10), ValueError, r"label 10 is out of range for 10 classes"),
+                              (-np.ones(8, np.int64), ValueError, "out of range"),
+                              (y + 0.5, ValueError, "integers")]:
+        bad = bad.astype(y.dtype) if bad.dtype.kind == y.dtype.kind else bad
+        with pytest.raises(error, match=match):
+            model.train_on_batch(x, bad)
+    with pytest.raises(ValueError, match=r"same number of samples.*8 and 7"):
+        model.train_on_batch(x, y[:7])
+    model.pop()
+    model.add(L.Dense(3, activation="softmax"))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"label \d+ is out of range for 3 classes"):
+        model.train_on_batch(x, np.full(8, 7))
+    model.train_on_batch(x, y % 3)
+    with pytest.raises(ValueError, match=r"'dense\w*' \(Dense\).*axis 1 has size 100"):
+        model.train_on_batch(np.zeros((8, 12, 12, 1), np.float32), y % 3)
+
+
 def test_bad_training_data():
     x, y = small_data(n=8)
     model = small_cnn()

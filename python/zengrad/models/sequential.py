@@ -135,6 +135,7 @@ class Sequential:
         self.name = name or unique_name("sequential")
         self._layers: list[Layer] = []
         self._runs_of_layers = None     # _runs(), worked out once per list of layers
+        self._checked_batch = None      # train_on_batch: the shapes and dtypes whose structure was checked
         self._declared_input_shape = None
         self.built = False
         self.optimizer = None
@@ -170,7 +171,7 @@ class Sequential:
         if layer.device != self._device:    # layers take the model's device
             layer.to(self._device)
         self._layers.append(layer)
-        self._runs_of_layers = None
+        self._runs_of_layers = self._checked_batch = None
         self.built = False
         if self._declared_input_shape is not None:
             self.build(self._declared_input_shape)
@@ -179,7 +180,7 @@ class Sequential:
         if not self._layers:
             raise ValueError("Sequential.pop(): the model has no layers")
         layer = self._layers.pop()
-        self._runs_of_layers = None
+        self._runs_of_layers = self._checked_batch = None
         self.built = bool(self._layers) and all(l.built for l in self._layers)
         return layer
 
@@ -204,6 +205,7 @@ class Sequential:
         for layer in self._layers:
             shape = layer.build_from_shape(shape)
         self.built = True
+        self._checked_batch = None
 
     @property
     def input_shape(self):
@@ -235,6 +237,7 @@ class Sequential:
         for layer in self._layers:
             layer.to(target)
         self._device = target
+        self._checked_batch = None
         return self
 
     # ---- weights ----
@@ -359,6 +362,7 @@ class Sequential:
         elif isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
             metrics = [metrics]
         self.compiled_metrics = [metrics_module.get(m) for m in metrics]
+        self._checked_batch = None
 
     def _require_compiled(self, owner):
         if self.optimizer is None or self.loss is None:
@@ -405,12 +409,20 @@ class Sequential:
     def train_on_batch(self, x, y):
         """One optimisation step on (x, y); returns the batch loss (and metrics, as fit logs)."""
         self._require_compiled("train_on_batch()")
-        x, y = self._check_data("train_on_batch()", x, y)
         if self._device == _device.CPU:
-            _device.check_input("Sequential.train_on_batch()", "x", x, self._device)
-            _device.check_input("Sequential.train_on_batch()", "y", y, self._device)
+            # NumPy arrays of the shapes and dtypes of the last call's keep the structure checked
+            # then (the model and its loss unchanged); the targets' values are checked every call
+            batch = (x.shape, x.dtype, y.shape, y.dtype) if type(x) is np.ndarray and type(y) is np.ndarray else None
+            if batch is None or batch != self._checked_batch:
+                x, y = self._check_data("train_on_batch()", x, y)
+                _device.check_input("Sequential.train_on_batch()", "x", x, self._device)
+                _device.check_input("Sequential.train_on_batch()", "y", y, self._device)
+                self._checked_batch = batch
+            else:
+                self.loss.check_targets(y, self.output_shape)
             xb, yb = x.astype(self.dtype, copy=False), y
         else:
+            x, y = self._check_data("train_on_batch()", x, y)
             batches = _Batches("Sequential.train_on_batch()", x, y, self.dtype, self._device)
             batches.start_epoch()
             xb, yb = batches.batch(0, len(x))
