@@ -410,6 +410,20 @@ def test_adam_update(cp, rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_update_on_lists(cp, rng, dtype):
+    shapes = [(3, 3, 1, 8), (8,), (40, 7)]
+    host_lists = [[data(rng, s, dtype) * scale for s in shapes] for scale in (1, 1, 0.1)]
+    host_lists.append([np.abs(data(rng, s, dtype)) for s in shapes])
+    gpu_lists = [list(on_gpu(cp, *arrays)) for arrays in host_lists]
+    kw = dict(alpha=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+    zg.kernels.adam_update(*gpu_lists, **kw)
+    R.adam_update(*host_lists, **kw)
+    for got, expected in zip(gpu_lists, host_lists):
+        for a, b in zip(got, expected):
+            assert_close(host(a), b, 4, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_adam_update_stores_tiny_moments_as_zero(cp, dtype):
     tiny = np.finfo(dtype).tiny
     m = np.array([tiny * 1.05, -tiny * 1.05, tiny * 1.05, 0.5, 0.0, np.nan, tiny * 1.05], dtype)

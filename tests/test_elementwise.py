@@ -6,6 +6,7 @@ import pytest
 
 import zengrad as zg
 from zengrad.kernels import _backends
+from zengrad.kernels import _validate as V
 from zengrad.kernels import reference as R
 
 DTYPES = [np.float32, np.float64]
@@ -114,6 +115,55 @@ def test_adam_update_errors(backend):
         zg.kernels.adam_update(p, g, m, v, alpha=float("nan"))
 
 
+SHAPES_OF_A_MODEL = [(3, 3, 1, 8), (8,), (70_001,), (5, 7), (1,)]
+
+
+def _model_state(rng, dtype):
+    return [[rng.standard_normal(s).astype(dtype) * scale for s in SHAPES_OF_A_MODEL] for scale in (1, 1, 0.1)] + [
+        [rng.random(s).astype(dtype) for s in SHAPES_OF_A_MODEL]]
+
+
+@pytest.mark.parametrize("as_tuples", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_update_on_lists_is_each_alone(backend, rng, dtype, as_tuples):
+    """Four lists of arrays: every parameter gets the bits of its own call (and the oracle's
+    numbers, from its own lists)."""
+    lists = _model_state(rng, dtype)
+    alone, oracle = ([[a.copy() for a in arrays] for arrays in lists] for _ in range(2))
+    for p, g, m, v in zip(*alone):
+        zg.kernels.adam_update(p, g, m, v, alpha=1e-3)
+    given = [tuple(arrays) for arrays in lists] if as_tuples else lists
+    assert zg.kernels.adam_update(*given, alpha=1e-3) is None
+    R.adam_update(*oracle, alpha=1e-3)
+    rtol = 1e-6 if dtype == np.float32 else 1e-14
+    for got, want, expected in zip(lists, alone, oracle):
+        for a, b, c in zip(got, want, expected):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_allclose(a, c, rtol=rtol, atol=rtol)   # values of order 1, some cancelled
+    assert zg.kernels.adam_update([], [], [], [], alpha=1e-3) is None
+
+
+def test_adam_update_on_lists_checks_all_before_updating_any(backend, rng):
+    """A bad array anywhere in the lists is named with its index, and no parameter is updated."""
+    lists = _model_state(rng, np.float32)
+    saved = [[a.copy() for a in arrays] for arrays in lists]
+    bad_m = list(lists[2])
+    bad_m[3] = np.zeros((5, 6), np.float32)
+    with pytest.raises(ValueError, match=r"argument 'm\[3\]' must be of shape \(5, 7\)"):
+        zg.kernels.adam_update(lists[0], lists[1], bad_m, lists[3], alpha=1e-3)
+    bad_v = list(lists[3])
+    bad_v[4] = np.zeros(1)
+    with pytest.raises(TypeError, match=r"argument 'v\[4\]'"):
+        zg.kernels.adam_update(lists[0], lists[1], lists[2], bad_v, alpha=1e-3)
+    with pytest.raises(ValueError, match=r"argument 'grad' must be 5 arrays like 'param', got 4"):
+        zg.kernels.adam_update(lists[0], lists[1][:4], lists[2], lists[3], alpha=1e-3)
+    with pytest.raises(TypeError, match=r"argument 'v' must be a list of arrays like 'param', got ndarray"):
+        zg.kernels.adam_update(lists[0], lists[1], lists[2], lists[3][0], alpha=1e-3)
+    for got, want in zip(lists, saved):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
 # ---- the compiled backend's fast path for adam_update: the common call, straight to the kernel ----
 
 CPU = importlib.import_module("zengrad._cpu") if "cpp" in zg.kernels.available_backends() else None
@@ -135,6 +185,27 @@ def test_adam_fast_path_takes_the_common_call(rng, dtype):
     assert CPU.adam_update(p, g, m, v, *ADAM.values()) is True
     for got, want in zip((p, g, m, v), general):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.skipif(CPU is None, reason="needs the cpp backend")
+def test_adam_fast_path_takes_lists(rng, monkeypatch):
+    """A whole model's lists in one call to the kernel, without the Python checks."""
+    lists = _model_state(rng, np.float32)
+    alone = [[a.copy() for a in arrays] for arrays in lists]
+    for p, g, m, v in zip(*alone):
+        assert CPU.adam_update(p, g, m, v, *ADAM.values()) is True
+    monkeypatch.setattr(V, "adam_args", None)   # the Python checks are not reached
+    zg.kernels.adam_update(*lists, **ADAM)
+    for got, want in zip(lists, alone):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    bad = [list(arrays) for arrays in lists]
+    bad[2][1] = bad[3][1]   # m is v for one parameter: declined, nothing updated
+    before = [[np.array(a) for a in arrays] for arrays in bad]
+    assert CPU.adam_update(*bad, *ADAM.values()) is False
+    for got, want in zip(bad, before):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
 
 
 ADAM_FALLBACKS = {

@@ -59,21 +59,57 @@ py::object gemm_py(py::handle a, py::handle b, py::handle out, py::handle trans_
   return C->array;
 }
 
-// One Adam step in place: param, grad, m and v of one dtype and shape, param, m and v writeable
-// and apart from each other, the four numbers finite. True when done, False (declined).
-bool adam_update_py(py::handle param, py::handle grad, py::handle m, py::handle v, py::handle alpha, py::handle beta_1,
-                    py::handle beta_2, py::handle epsilon) {
+// One parameter's Adam step: its four arrays, checked.
+struct AdamStep {
+  Operand param, grad, m, v;
+};
+
+// param, grad, m and v of one dtype and shape, param, m and v writeable and apart from each other.
+std::optional<AdamStep> adam_step(py::handle param, py::handle grad, py::handle m, py::handle v) {
   auto P = plain_array(param, -1, true), M = plain_array(m, -1, true), V = plain_array(v, -1, true);
   const auto G = plain_array(grad, -1, false);
+  if (!P || !G || !M || !V || !same_kind(*P, *G) || !same_kind(*M, *G) || !same_kind(*V, *G) || !apart(*P, *M) ||
+      !apart(*P, *V) || !apart(*M, *V))
+    return std::nullopt;
+  return AdamStep{*P, *G, *M, *V};
+}
+
+// Item i of a list or tuple (borrowed).
+py::handle item(py::handle sequence, Py_ssize_t i) {
+  return PyList_Check(sequence.ptr()) ? PyList_GET_ITEM(sequence.ptr(), i) : PyTuple_GET_ITEM(sequence.ptr(), i);
+}
+
+bool is_sequence(py::handle h) { return PyList_Check(h.ptr()) || PyTuple_Check(h.ptr()); }
+
+// One Adam step in place: param, grad, m and v arrays as adam_step takes them, or four lists (or
+// tuples) of such arrays, of one length, each parameter updated as alone, in order; the four
+// numbers finite. True when done, False (declined: nothing updated) when any of it is not so.
+bool adam_update_py(py::handle param, py::handle grad, py::handle m, py::handle v, py::handle alpha, py::handle beta_1,
+                    py::handle beta_2, py::handle epsilon) {
   const auto a = finite_number(alpha), b1 = finite_number(beta_1), b2 = finite_number(beta_2), e = finite_number(epsilon);
-  if (!P || !G || !M || !V || !a || !b1 || !b2 || !e || !same_kind(*P, *G) || !same_kind(*M, *G) ||
-      !same_kind(*V, *G) || !apart(*P, *M) || !apart(*P, *V) || !apart(*M, *V))
-    return false;
-  const long n = static_cast<long>(G->array.size());
-  run_kernel(G->is_float, [&](auto zero) {
-    using T = decltype(zero);
-    adam_update<T>(P->out<T>(), G->in<T>(), M->out<T>(), V->out<T>(), n, *a, *b1, *b2, *e);
-  });
+  if (!a || !b1 || !b2 || !e) return false;
+  std::vector<AdamStep> steps;
+  if (is_sequence(param)) {
+    const Py_ssize_t count = Py_SIZE(param.ptr());
+    for (py::handle other : {grad, m, v})
+      if (!is_sequence(other) || Py_SIZE(other.ptr()) != count) return false;
+    for (Py_ssize_t i = 0; i < count; ++i) {
+      auto step = adam_step(item(param, i), item(grad, i), item(m, i), item(v, i));
+      if (!step) return false;
+      steps.push_back(std::move(*step));
+    }
+  } else {
+    auto step = adam_step(param, grad, m, v);
+    if (!step) return false;
+    steps.push_back(std::move(*step));
+  }
+  for (AdamStep& s : steps) {
+    const long n = static_cast<long>(s.grad.array.size());
+    run_kernel(s.grad.is_float, [&](auto zero) {
+      using T = decltype(zero);
+      adam_update<T>(s.param.out<T>(), s.grad.in<T>(), s.m.out<T>(), s.v.out<T>(), n, *a, *b1, *b2, *e);
+    });
+  }
   return true;
 }
 
@@ -163,7 +199,7 @@ PYBIND11_MODULE(_cpu, m) {
         "out = act(alpha op(a) op(b) + beta out + bias), or None when declined");
   m.def("adam_update", &zg::adam_update_py, py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"),
         py::arg("alpha"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
-        "one Adam step in place; False when declined");
+        "one Adam step in place (one per parameter, given lists); False when declined");
   m.def("relu", &zg::relu_py, py::arg("x"), "max(x, 0), a new array; None when declined");
   m.def("relu_backward", &zg::relu_backward_py, py::arg("dy"), py::arg("y"),
         "dy where y > 0, else 0, a new array; None when declined");

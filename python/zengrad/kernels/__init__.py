@@ -201,15 +201,40 @@ def relu_backward(dy, y):
 def adam_update(param, grad, m, v, *, alpha, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
     """One Adam step, in place on param, m and v (any shape, all alike), as Keras computes it:
     m += (grad - m)(1 - beta_1); v += (grad² - v)(1 - beta_2); param -= alpha m / (sqrt(v) + epsilon),
-    alpha = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t)."""
+    alpha = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t).
+
+    param, grad, m and v may also be four lists of arrays, of one length: one call updates every
+    parameter of a model (each as alone, in order), once all of them have passed the checks."""
     func = "adam_update"
+    if type(param) is list or type(param) is tuple:
+        backend = _current()
+        if backend.fast is not None and backend.fast.adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
+            return
+        count = V.adam_lists(func, param, grad, m, v)
+        steps = [_adam_step(func, param[i], grad[i], m[i], v[i], alpha, beta_1, beta_2, epsilon, f"[{i}]")
+                 for i in range(count)]
+        for run, args in steps:
+            run(*args)
+        return
     if type(grad) is _ndarray or (gpu := _gpu(func, grad)) is None:
         backend = _current()
-        if backend.fast is None or not backend.fast.adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
-            backend.adam_update(*V.adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon))
-        return
+        if backend.fast is not None and backend.fast.adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
+            return
+    run, args = _adam_step(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon)
+    run(*args)
+
+
+def _adam_step(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon, at=""):
+    """(the backend's adam_update, its checked arguments) for one parameter, on grad's device."""
+    if type(grad) is _ndarray or (gpu := _gpu(func, grad)) is None:
+        return _current().adam_update, V.adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon, at)
+
+    def on_device(*args):
+        with grad.device:
+            gpu.adam_update(*args)
+
     with grad.device:
-        gpu.adam_update(*V.adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon))
+        return on_device, V.adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon, at)
 
 
 def avg_pool2d(x, pool_size=2, *, stride=None, padding="valid"):

@@ -460,23 +460,34 @@ def pool_indices_in_image(func, indices, g) -> None:
              f"values in [{indices.min()}, {indices.max()}]")
 
 
-def adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon):
-    """-> (param, grad, m, v, alpha, beta_1, beta_2, epsilon); param, m, v are updated in place."""
-    grad = array(func, "grad", grad)
+def adam_args(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon, at=""):
+    """-> (param, grad, m, v, alpha, beta_1, beta_2, epsilon); param, m, v are updated in place.
+    `at` follows the arrays' names in messages: "[3]" for the fourth of lists of them."""
+    grad = array(func, "grad" + at, grad)
     state = {"param": param, "m": m, "v": v}
     for name, value in state.items():
-        array(func, name, value)
-        same_dtype(func, "grad", grad, **{name: value})
+        array(func, name + at, value)
+        same_dtype(func, "grad" + at, grad, **{name + at: value})
         if value.shape != grad.shape:
-            fail(ValueError, func, name, f"of shape {grad.shape} like 'grad'", f"shape {value.shape}")
+            fail(ValueError, func, name + at, f"of shape {grad.shape} like 'grad{at}'", f"shape {value.shape}")
         if not value.flags.c_contiguous or not _writeable(value):
-            fail(ValueError, func, name, "a writeable C-contiguous array (it is updated in place)",
+            fail(ValueError, func, name + at, "a writeable C-contiguous array (it is updated in place)",
                  "a non-contiguous or read-only one")
     for first, second in (("param", "m"), ("param", "v"), ("m", "v")):
         if _overlap(state[first], state[second]):
-            fail(ValueError, func, second, f"memory separate from '{first}'", "an overlapping array")
+            fail(ValueError, func, second + at, f"memory separate from '{first}{at}'", "an overlapping array")
     return (param, grad, m, v, scalar(func, "alpha", alpha), scalar(func, "beta_1", beta_1),
             scalar(func, "beta_2", beta_2), scalar(func, "epsilon", epsilon))
+
+
+def adam_lists(func, param, grad, m, v) -> int:
+    """The length of param, grad, m and v given as lists (or tuples) of arrays, all of one length."""
+    for name, value in (("grad", grad), ("m", m), ("v", v)):
+        if type(value) not in (list, tuple):
+            fail(TypeError, func, name, "a list of arrays like 'param'", type(value).__name__)
+        if len(value) != len(param):
+            fail(ValueError, func, name, f"{len(param)} arrays like 'param'", f"{len(value)}")
+    return len(param)
 
 
 def relu_backward_args(func, dy, y):

@@ -104,8 +104,16 @@ def relu(x):
 
 
 def adam_update(param, grad, m, v, *, alpha, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
-    """One Adam step in place on param, m, v (see zengrad.kernels.adam_update)."""
-    _compute_adam_update(*V.adam_args("adam_update", param, grad, m, v, alpha, beta_1, beta_2, epsilon))
+    """One Adam step in place on param, m, v, or on each of four lists of them (see
+    zengrad.kernels.adam_update)."""
+    if type(param) is list or type(param) is tuple:
+        count = V.adam_lists("adam_update", param, grad, m, v)
+        steps = [V.adam_args("adam_update", param[i], grad[i], m[i], v[i], alpha, beta_1, beta_2, epsilon, f"[{i}]")
+                 for i in range(count)]
+    else:
+        steps = [V.adam_args("adam_update", param, grad, m, v, alpha, beta_1, beta_2, epsilon)]
+    for args in steps:
+        _compute_adam_update(*args)
 
 
 def relu_backward(dy, y):

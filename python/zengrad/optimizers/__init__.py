@@ -34,7 +34,8 @@ def _check(owner, name, value, lo=0.0, hi=None, lo_open=False):
 
 
 class Optimizer:
-    """Base class: subclasses define `_slots(param)` -> list of state arrays and `_update(p, g, slots)`."""
+    """Base class: subclasses set `_num_slots` (state arrays per parameter) and define
+    `_update(p, g, slots, lr)`, or `_update_all(work, lr)` to update them all in one call."""
 
     def __init__(self, learning_rate, weight_decay=None, name=None):
         self.name = name or type(self).__name__.lower()
@@ -84,6 +85,7 @@ class Optimizer:
         if not todo:
             return
         lr = self._learning_rate
+        work = []
         for p, g in todo:
             slots = self._slots_for(p)
             if self.weight_decay:
@@ -91,8 +93,15 @@ class Optimizer:
                 tmp = slots[-1]
                 array_module(tmp).multiply(p.data, self.weight_decay * lr, out=tmp)
                 p.data -= tmp
-            self._update(p.data, g, slots, lr)
+            work.append((p.data, g, slots))
+        self._update_all(work, lr)
         self.iterations += 1
+
+    def _update_all(self, work, lr):
+        """The step of each (parameter array, gradient, slots); an optimizer whose kernel takes a
+        whole model's parameters in one call does so here."""
+        for p, g, slots in work:
+            self._update(p, g, slots, lr)
 
     def zero_grad(self, params):
         for p in params:
@@ -150,11 +159,13 @@ class Adam(Optimizer):
         self.beta_2 = _check(owner, "beta_2", beta_2, 0.0, 1.0)
         self.epsilon = _check(owner, "epsilon", epsilon)
 
-    def _update(self, p, g, slots, lr):
-        m, v, _ = slots
+    def _update_all(self, work, lr):
+        """Every parameter in one kernel call (a dozen calls a step cost more than the small ones' updates)."""
         t = self.iterations + 1
         alpha = lr * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
-        kernels.adam_update(p, g, m, v, alpha=alpha, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+        kernels.adam_update([p for p, _, _ in work], [g for _, g, _ in work], [s[0] for _, _, s in work],
+                            [s[1] for _, _, s in work], alpha=alpha, beta_1=self.beta_1, beta_2=self.beta_2,
+                            epsilon=self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
