@@ -116,6 +116,10 @@ class Mean(Metric):
             self.total += float(values.sum(dtype=np.float64))
             self.count += values.size
             return
+        if type(values) is np.ndarray and values.ndim == 0 and type(sample_weight) is int:  # fit's loss a batch
+            self.total += float(values) * sample_weight
+            self.count += float(sample_weight)
+            return
         values = _np(values).astype(np.float64)
         if array_module(values) is not np:  # summed on the device: no wait for the GPU here
             if sample_weight is None:
