@@ -151,16 +151,17 @@ struct Epilogue {
   }
 };
 
+// `table`: the micro-kernel and blocks to use (default: the SIMD level's).
 template <class T, class APacker, class BPacker>
 void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* c, long ldc, T alpha,
-                 T beta, Epilogue<T> epilogue = {}) {
+                 T beta, Epilogue<T> epilogue = {}, const MicroKernel<T>* table = nullptr) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     detail::scale(m, n, c, ldc, beta);
     epilogue.apply(c, ldc, m, n, 0);
     return;
   }
-  const MicroKernel<T>& uk = microkernel<T>();
+  const MicroKernel<T>& uk = table ? *table : microkernel<T>();
   const MicroKernelFn<T> kernel = A.layout() == PanelLayout::row_major ? uk.row_major_a : uk.column_major_a;
   const long MR = uk.mr, NR = uk.nr, MC = uk.mc;
   // k in equal blocks of at most the table's KC (288 = 144 + 144, not 256 + 32: a thin last
@@ -289,7 +290,10 @@ void gemm(bool trans_a, bool trans_b, long m, long n, long k, T alpha, const T* 
     });
     return;
   }
-  gemm_driver<T>(m, n, k, A, B, c, ldc, alpha, beta, epilogue);
+  // A few columns (a 10-way output layer): the narrow tiles, where the usual ones would be
+  // mostly padding.
+  const MicroKernel<T>& uk = microkernel<T>();
+  gemm_driver<T>(m, n, k, A, B, c, ldc, alpha, beta, epilogue, uk.narrow && n <= uk.narrow->nr ? uk.narrow : &uk);
 }
 
 }  // namespace zg

@@ -33,6 +33,9 @@ struct MicroKernel {
   // many columns. The first row-major kernel again where an ISA has none.
   MicroKernelFn<T> row_major_wide;
   int mr_wide, nr_wide;
+  // For products of at most narrow->nr columns (a dense layer of 10 units), a table of narrower
+  // tiles, where the first's would compute mostly padding; null where an ISA has none.
+  const MicroKernel* narrow = nullptr;
 };
 
 // One table per ISA, each compiled in its own translation unit with that ISA's flags.

@@ -50,17 +50,33 @@ void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, do
                 long runs, long run_step) {
   microkernel_body<Zmm64, 12, 2, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
 }
+// One vector of columns and 16 rows: for products of at most 16 (float) or 8 (double) columns.
+template <PanelLayout layout>
+void kernel_f32_narrow(long k, const float* a, long lda, const float* b, long ldb, float* c, long ldc, float alpha,
+                       float beta, long runs, long run_step) {
+  microkernel_body<Zmm32, 16, 1, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
+}
+template <PanelLayout layout>
+void kernel_f64_narrow(long k, const double* a, long lda, const double* b, long ldb, double* c, long ldc, double alpha,
+                       double beta, long runs, long run_step) {
+  microkernel_body<Zmm64, 16, 1, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
+}
+
+const MicroKernel<float> narrow_f32{kernel_f32_narrow<PanelLayout::column_major>, kernel_f32_narrow<PanelLayout::row_major>,
+                                    16, 16, 960, 256, 4096, kernel_f32_narrow<PanelLayout::row_major>, 16, 16};
+const MicroKernel<double> narrow_f64{kernel_f64_narrow<PanelLayout::column_major>, kernel_f64_narrow<PanelLayout::row_major>,
+                                     16, 8, 480, 256, 2048, kernel_f64_narrow<PanelLayout::row_major>, 16, 8};
 
 }  // namespace
 
 const MicroKernel<float>& microkernel_avx512_f32() {
   static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 12, 32, 960, 256, 4096,
-                                        kernel_f32_wide, 6, 64};
+                                        kernel_f32_wide, 6, 64, &narrow_f32};
   return table;
 }
 const MicroKernel<double>& microkernel_avx512_f64() {
   static const MicroKernel<double> table{kernel_f64<PanelLayout::column_major>, kernel_f64<PanelLayout::row_major>, 12, 16, 480, 256, 2048,
-                                         kernel_f64<PanelLayout::row_major>, 12, 16};
+                                         kernel_f64<PanelLayout::row_major>, 12, 16, &narrow_f64};
   return table;
 }
 
