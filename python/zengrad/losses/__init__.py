@@ -96,10 +96,9 @@ class SparseCategoricalCrossentropy(Loss):
         self.fused_activation = None if from_logits else "softmax"
 
     def _labels(self, y_true, num_classes):
-        """Labels (N,) of an integer dtype (as given; float and bool labels as int64), on the
-        device they come on. Host labels are checked to be integral and in range; device labels
-        are not (that would wait for the GPU every step): fit checks the whole array once, through
-        check_targets."""
+        """Labels as int64 (N,), on the device they come on. Host labels are checked to be
+        integral and in range; device labels are not (that would wait for the GPU every step):
+        fit checks the whole array once, through check_targets."""
         y = _host_or_device(y_true)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
@@ -120,7 +119,7 @@ class SparseCategoricalCrossentropy(Loss):
                 bad = lo if lo < 0 else hi
                 raise ValueError(f"{self.name}: label {bad:g} is out of range for {num_classes} classes "
                                  f"(labels must be in [0, {num_classes - 1}])")
-        return y if y.dtype.kind in "iu" else y.astype(np.int64)
+        return y.astype(np.int64, copy=False)   # the compiled kernels' label type: converted once here
 
     def check_targets(self, y_true, output_shape):
         self._labels(_device.to_host(_host_or_device(y_true)), output_shape[-1])   # once: a copy is fine
