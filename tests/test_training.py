@@ -512,7 +512,7 @@ def test_compile_refuses_unknown_names():
 
 def test_train_on_batch_checks_every_batch_after_the_first():
     """Batches shaped as the last one skip the structure checks, not the targets' values; a model
-    changed since (a layer added, rebuilt, recompiled) checks the next batch in full."""
+    changed since (a layer popped or added) checks the next batch in full."""
     x, y = small_data(n=8)
     model = small_cnn()
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -104,23 +104,29 @@ std::optional<double> finite_number(py::handle h) {
   return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
 }
 
+namespace {
+
+py::array aligned(int ndim, const long* shape, int type_number) {
+  return py::reinterpret_steal<py::array>(aligned_array(ndim, shape, type_number).release());
+}
+
+int float_type(bool is_float) { return is_float ? npy::NPY_FLOAT_ : npy::NPY_DOUBLE_; }
+
+}  // namespace
+
 py::array new_array(std::initializer_list<long> shape, bool is_float) {
-  return py::reinterpret_steal<py::array>(aligned_array(static_cast<int>(shape.size()), shape.begin(),
-                                                        is_float ? npy::NPY_FLOAT_ : npy::NPY_DOUBLE_)
-                                              .release());
+  return aligned(static_cast<int>(shape.size()), shape.begin(), float_type(is_float));
 }
 
 py::array new_array_like(const Operand& x) {
   const int ndim = static_cast<int>(x.array.ndim());
   long shape[64];  // NumPy allows at most 64 dimensions
   for (int d = 0; d < ndim; ++d) shape[d] = x.dim(d);
-  return py::reinterpret_steal<py::array>(
-      aligned_array(ndim, shape, x.is_float ? npy::NPY_FLOAT_ : npy::NPY_DOUBLE_).release());
+  return aligned(ndim, shape, float_type(x.is_float));
 }
 
 py::array new_index_array(std::initializer_list<long> shape) {
-  return py::reinterpret_steal<py::array>(
-      aligned_array(static_cast<int>(shape.size()), shape.begin(), npy::NPY_INT32_).release());
+  return aligned(static_cast<int>(shape.size()), shape.begin(), npy::NPY_INT32_);
 }
 
 }  // namespace zg

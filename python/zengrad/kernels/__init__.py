@@ -206,22 +206,17 @@ def adam_update(param, grad, m, v, *, alpha, beta_1=0.9, beta_2=0.999, epsilon=1
     param, grad, m and v may also be four lists of arrays, of one length: one call updates every
     parameter of a model (each as alone, in order), once all of them have passed the checks."""
     func = "adam_update"
+    backend = _current()
+    if backend.fast is not None and backend.fast.adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
+        return  # plain host arrays, or lists of them: checked in C
     if type(param) is list or type(param) is tuple:
-        backend = _current()
-        if backend.fast is not None and backend.fast.adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
-            return
         count = V.adam_lists(func, param, grad, m, v)
         steps = [_adam_step(func, param[i], grad[i], m[i], v[i], alpha, beta_1, beta_2, epsilon, f"[{i}]")
                  for i in range(count)]
-        for run, args in steps:
-            run(*args)
-        return
-    if type(grad) is _ndarray or (gpu := _gpu(func, grad)) is None:
-        backend = _current()
-        if backend.fast is not None and backend.fast.adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
-            return
-    run, args = _adam_step(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon)
-    run(*args)
+    else:
+        steps = [_adam_step(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon)]
+    for run, args in steps:  # once every parameter has passed the checks
+        run(*args)
 
 
 def _adam_step(func, param, grad, m, v, alpha, beta_1, beta_2, epsilon, at=""):

@@ -237,7 +237,6 @@ class Sequential:
         for layer in self._layers:
             layer.to(target)
         self._device = target
-        self._checked_batch = None
         return self
 
     # ---- weights ----
@@ -362,7 +361,6 @@ class Sequential:
         elif isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
             metrics = [metrics]
         self.compiled_metrics = [metrics_module.get(m) for m in metrics]
-        self._checked_batch = None
 
     def _require_compiled(self, owner):
         if self.optimizer is None or self.loss is None:
@@ -411,7 +409,7 @@ class Sequential:
         self._require_compiled("train_on_batch()")
         if self._device == _device.CPU:
             # NumPy arrays of the shapes and dtypes of the last call's keep the structure checked
-            # then (the model and its loss unchanged); the targets' values are checked every call
+            # then (while no layer is added, popped or rebuilt); the targets, by the loss, every call
             batch = (x.shape, x.dtype, y.shape, y.dtype) if type(x) is np.ndarray and type(y) is np.ndarray else None
             if batch is None or batch != self._checked_batch:
                 x, y = self._check_data("train_on_batch()", x, y)
