@@ -1,6 +1,9 @@
 """zg.kernels.gemm on every backend (and every SIMD level of cpp) against the reference."""
+import ctypes
 import importlib
 import math
+import mmap
+import sys
 
 import numpy as np
 import pytest
@@ -253,13 +256,61 @@ def test_gemm_few_rows_times_transposed_b(backend, rng, shape, alpha, beta, tran
     check(out, expected, k, dtype)
 
 
+NARROW = [(m, n, k) for m in (16, 50) for n in (1, 7, 10, 16) for k in (3, 300)]
+
+
+@pytest.mark.parametrize("trans_a, trans_b, alpha, beta", [(False, False, 1.0, 0.0), (True, False, -1.5, 0.0),
+                                                           (False, True, 0.5, 2.0), (True, False, 0.5, 2.0)])
+@pytest.mark.parametrize("shape", NARROW, ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_narrow_products(backend, rng, shape, trans_a, trans_b, alpha, beta, dtype):
+    """At most 16 columns (a 10-way output layer): the narrow tiles, whose partial columns are
+    read and written with masks where the ISA has them. Nothing past out is written."""
+    m, n, k = shape
+    a, b = operands(rng, m, n, k, dtype, trans_a, trans_b)
+    memory = np.full(m * n + 16, 7.0, dtype)
+    out = memory[:m * n].reshape(m, n)
+    out[...] = data(rng, (m, n), dtype) if beta else np.nan
+    expected = oracle(a, b, out, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta)
+    zg.kernels.gemm(a, b, out, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta)
+    check(out, expected, k, dtype)
+    assert (memory[m * n:] == 7.0).all()
+
+
+def guarded(values):
+    """A copy of `values` that ends where an unreadable page begins: a read past its last
+    element kills the process instead of passing unnoticed."""
+    page = mmap.PAGESIZE
+    size = (values.nbytes + page - 1) // page * page + page
+    memory = mmap.mmap(-1, size)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.mprotect(ctypes.c_void_p(start + size - page), ctypes.c_size_t(page), 0) == 0  # PROT_NONE
+    copy = np.frombuffer(memory, values.dtype, values.size, size - page - values.nbytes).reshape(values.shape)
+    copy[...] = values
+    return copy
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="guard pages through mprotect")
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("shape", [(32, 10, 128), (48, 7, 33), (16, 1, 5)], ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_reads_no_element_past_its_operands(backend, rng, shape, trans_a, dtype):
+    """Operands read in place (a narrow b, with masked loads) are read up to their last element
+    and no further."""
+    m, n, k = shape
+    a, b = operands(rng, m, n, k, dtype, trans_a)
+    got = zg.kernels.gemm(guarded(a), guarded(b), trans_a=trans_a)
+    check(got, oracle(a, b, trans_a=trans_a), k, dtype)
+
+
 # ---- the fused epilogue: bias, then ReLU ----
 
 @pytest.mark.parametrize("activation", [None, "relu"])
 @pytest.mark.parametrize("alpha,beta,with_out", [(1.0, 0.0, False), (-0.5, 0.0, True), (0.5, 2.0, True)])
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
-@pytest.mark.parametrize("shape", [(1, 1, 1), (13, 10, 29), (32, 128, 1600), (32, 1600, 128), (5, 97, 33),
-                                   (97, 65, 300), (7, 33, 0)], ids=_ids)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (13, 10, 29), (50, 10, 300), (32, 128, 1600), (32, 1600, 128),
+                                   (5, 97, 33), (97, 65, 300), (7, 33, 0)], ids=_ids)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gemm_bias_and_activation(backend, rng, shape, trans_a, trans_b, alpha, beta, with_out, activation, dtype):
     """act(alpha op(a) op(b) + beta out + bias) on every path of the driver (packed, in place, the

@@ -163,6 +163,8 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
   }
   const MicroKernel<T>& uk = table ? *table : microkernel<T>();
   const MicroKernelFn<T> kernel = A.layout() == PanelLayout::row_major ? uk.row_major_a : uk.column_major_a;
+  // Partial panels of B: read in place and stored to C directly where the table has masked kernels.
+  const MaskedKernelFn<T> masked = A.layout() == PanelLayout::row_major ? uk.masked_row_major_a : uk.masked_column_major_a;
   const long MR = uk.mr, NR = uk.nr, MC = uk.mc;
   // k in equal blocks of at most the table's KC (288 = 144 + 144, not 256 + 32: a thin last
   // block would pay a full load and store of C for little work).
@@ -189,13 +191,13 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
     const long full_n_panels = nc / NR;
     // B panel jp of k block kb: in place, or packed at bpack + kb*KC*n_panels*NR + jp*NR*kc.
     auto b_panel = [&](long kb, long jp, long* ldb) -> const T* {
-      if (b_direct && jp < full_n_panels) return B.direct(kb * KC, jc + jp * NR, ldb);
+      if (b_direct && (jp < full_n_panels || masked)) return B.direct(kb * KC, jc + jp * NR, ldb);
       *ldb = NR;
       return bpack + kb * KC * n_panels * NR + jp * NR * std::min(KC, k - kb * KC);
     };
 
     // 1. Pack B[:, jc:jc+nc] (or only its ragged last panel), shared by every thread of step 2.
-    const long first_packed = b_direct ? full_n_panels : 0, packed = n_panels - first_packed;
+    const long first_packed = b_direct ? (masked ? n_panels : full_n_panels) : 0, packed = n_panels - first_packed;
     // (Threads only for a B worth the fork and join: a few hundred KiB each.)
     const long pack_team = b_direct ? 1 : std::clamp(k * nc * long(sizeof(T)) / (256L << 10), 1L, long(max_team));
     parallel(static_cast<int>(pack_team), [&](int tid, int team) {
@@ -236,8 +238,13 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
             T* cij = c + (ic + ip * MR) * ldc + jc + jp * NR;
             if (height == MR && width == NR) {
               kernel(kc, apanel, lda, bpanel, ldb, cij, ldc, alpha, beta_here, 1, 0);
+            } else if (height == MR && masked) {
+              masked(kc, apanel, lda, bpanel, ldb, cij, ldc, alpha, beta_here, width);
             } else {
-              kernel(kc, apanel, lda, bpanel, ldb, edge, NR, T(1), T(0), 1, 0);
+              if (masked)  // (an in-place B has no padding columns for the full-width kernel)
+                masked(kc, apanel, lda, bpanel, ldb, edge, NR, T(1), T(0), width);
+              else
+                kernel(kc, apanel, lda, bpanel, ldb, edge, NR, T(1), T(0), 1, 0);
               for (long r = 0; r < height; ++r)
                 for (long q = 0; q < width; ++q) {
                   T& out = cij[r * ldc + q];

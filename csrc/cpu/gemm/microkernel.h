@@ -21,6 +21,13 @@ template <class T>
 using MicroKernelFn = void (*)(long k, const T* a, long lda, const T* b, long ldb, T* c, long ldc, T alpha, T beta,
                                long runs, long run_step);
 
+// The same product over only the first `width` (1..NR) columns of B and C, which are read and
+// written with masked loads and stores: B may be read in place whatever its row stride (no lane
+// past `width` is touched), and C needs no edge buffer. No runs: for plain products.
+template <class T>
+using MaskedKernelFn = void (*)(long k, const T* a, long lda, const T* b, long ldb, T* c, long ldc, T alpha, T beta,
+                                long width);
+
 enum class PanelLayout { column_major, row_major };
 
 template <class T>
@@ -36,6 +43,9 @@ struct MicroKernel {
   // For products of at most narrow->nr columns (a dense layer of 10 units), a table of narrower
   // tiles, where the first's would compute mostly padding; null where an ISA has none.
   const MicroKernel* narrow = nullptr;
+  // The kernels in masked form, one B vector wide; null where an ISA has no masked loads (set
+  // only in AVX-512's narrow tables, whose 10-column products then use B and C in place).
+  MaskedKernelFn<T> masked_column_major_a = nullptr, masked_row_major_a = nullptr;
 };
 
 // One table per ISA, each compiled in its own translation unit with that ISA's flags.

@@ -16,6 +16,8 @@ struct Zmm32 {
   static reg zero() { return _mm512_setzero_ps(); }
   static reg loadu(const T* p) { return _mm512_loadu_ps(p); }
   static void storeu(T* p, reg r) { _mm512_storeu_ps(p, r); }
+  static reg loadu(const T* p, long n) { return _mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p); }
+  static void storeu(T* p, reg r, long n) { _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), r); }
   static reg broadcast(T x) { return _mm512_set1_ps(x); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
@@ -29,6 +31,8 @@ struct Zmm64 {
   static reg zero() { return _mm512_setzero_pd(); }
   static reg loadu(const T* p) { return _mm512_loadu_pd(p); }
   static void storeu(T* p, reg r) { _mm512_storeu_pd(p, r); }
+  static reg loadu(const T* p, long n) { return _mm512_maskz_loadu_pd(__mmask8((1u << n) - 1), p); }
+  static void storeu(T* p, reg r, long n) { _mm512_mask_storeu_pd(p, __mmask8((1u << n) - 1), r); }
   static reg broadcast(T x) { return _mm512_set1_pd(x); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
   static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
@@ -62,10 +66,24 @@ void kernel_f64_narrow(long k, const double* a, long lda, const double* b, long 
   microkernel_body<Zmm64, 16, 1, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
 }
 
+// Their masked forms: the first `width` columns only.
+template <PanelLayout layout>
+void kernel_f32_masked(long k, const float* a, long lda, const float* b, long ldb, float* c, long ldc, float alpha,
+                       float beta, long width) {
+  microkernel_body<Zmm32, 16, 1, layout, true>(k, a, lda, b, ldb, c, ldc, alpha, beta, 1, 0, width);
+}
+template <PanelLayout layout>
+void kernel_f64_masked(long k, const double* a, long lda, const double* b, long ldb, double* c, long ldc, double alpha,
+                       double beta, long width) {
+  microkernel_body<Zmm64, 16, 1, layout, true>(k, a, lda, b, ldb, c, ldc, alpha, beta, 1, 0, width);
+}
+
 const MicroKernel<float> narrow_f32{kernel_f32_narrow<PanelLayout::column_major>, kernel_f32_narrow<PanelLayout::row_major>,
-                                    16, 16, 960, 256, 4096, kernel_f32_narrow<PanelLayout::row_major>, 16, 16};
+                                    16, 16, 960, 256, 4096, kernel_f32_narrow<PanelLayout::row_major>, 16, 16, nullptr,
+                                    kernel_f32_masked<PanelLayout::column_major>, kernel_f32_masked<PanelLayout::row_major>};
 const MicroKernel<double> narrow_f64{kernel_f64_narrow<PanelLayout::column_major>, kernel_f64_narrow<PanelLayout::row_major>,
-                                     16, 8, 480, 256, 2048, kernel_f64_narrow<PanelLayout::row_major>, 16, 8};
+                                     16, 8, 480, 256, 2048, kernel_f64_narrow<PanelLayout::row_major>, 16, 8, nullptr,
+                                     kernel_f64_masked<PanelLayout::column_major>, kernel_f64_masked<PanelLayout::row_major>};
 
 }  // namespace
 

@@ -7,13 +7,23 @@ namespace zg {
 namespace {
 
 // V provides: using T, reg; static constexpr int width; zero(), loadu(p), storeu(p, r),
-// broadcast(x), fma(a, b, c) = a * b + c, mul(a, b), add(a, b).
-template <class V, int MR, int NV, PanelLayout layout>
+// broadcast(x), fma(a, b, c) = a * b + c, mul(a, b), add(a, b); for the masked form (NV = 1,
+// only the first `width` lanes of B and C), also loadu(p, width) and storeu(p, r, width).
+template <class V, int MR, int NV, PanelLayout layout, bool masked = false>
 void microkernel_body(long k, const typename V::T* __restrict a, long lda, const typename V::T* __restrict b, long ldb,
                       typename V::T* __restrict c, long ldc, typename V::T alpha, typename V::T beta, long runs,
-                      long run_step) {
+                      long run_step, long width = 0) {
+  static_assert(!masked || NV == 1, "the masked form is one vector wide");
   constexpr bool row_major = layout == PanelLayout::row_major;
   constexpr int W = V::width;
+  auto load = [width](const typename V::T* p) {
+    if constexpr (masked) return V::loadu(p, width);
+    else return V::loadu(p);
+  };
+  auto store = [width](typename V::T* p, typename V::reg r) {
+    if constexpr (masked) V::storeu(p, r, width);
+    else V::storeu(p, r);
+  };
   typename V::reg acc[MR][NV];
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
@@ -33,7 +43,7 @@ void microkernel_body(long k, const typename V::T* __restrict a, long lda, const
     for (long p = 0; p < k; ++p) {
       typename V::reg bv[NV];
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) bv[v] = V::loadu(b + v * W);
+      for (int v = 0; v < NV; ++v) bv[v] = load(b + v * W);
       // B streams from L2 (the driver keeps A's micro-panel in L1): ask for its row 8 steps ahead.
 #pragma GCC unroll 8
       for (int v = 0; v < NV * W * int(sizeof(typename V::T)); v += 64)
@@ -57,20 +67,20 @@ void microkernel_body(long k, const typename V::T* __restrict a, long lda, const
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) V::storeu(c + r * ldc + v * W, acc[r][v]);
+      for (int v = 0; v < NV; ++v) store(c + r * ldc + v * W, acc[r][v]);
   } else if (beta == typename V::T(0)) {
     const typename V::reg va = V::broadcast(alpha);
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) V::storeu(c + r * ldc + v * W, V::mul(va, acc[r][v]));
+      for (int v = 0; v < NV; ++v) store(c + r * ldc + v * W, V::mul(va, acc[r][v]));
   } else if (alpha == one && beta == one) {
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) {
         typename V::T* cp = c + r * ldc + v * W;
-        V::storeu(cp, V::add(acc[r][v], V::loadu(cp)));
+        store(cp, V::add(acc[r][v], load(cp)));
       }
   } else {
     const typename V::reg va = V::broadcast(alpha), vb = V::broadcast(beta);
@@ -79,7 +89,7 @@ void microkernel_body(long k, const typename V::T* __restrict a, long lda, const
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) {
         typename V::T* cp = c + r * ldc + v * W;
-        V::storeu(cp, V::fma(va, acc[r][v], V::mul(vb, V::loadu(cp))));
+        store(cp, V::fma(va, acc[r][v], V::mul(vb, load(cp))));
       }
   }
 }
