@@ -173,7 +173,8 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
   const long m_panels = (m + MR - 1) / MR, k_blocks = (k + KC - 1) / KC;
   const long b_chunk = std::max(1L, kL2BlockBytes / (KC * NR * long(sizeof(T))));
   const int max_team = static_cast<int>(std::clamp(2.0 * m * n * k / kMinFlopsPerThread, 1.0, 1024.0));
-  T* bpack = scratch<T>(kSlotPackB, (std::min(n, NC) + NR - 1) / NR * NR * k);
+  const long bpack_size = (std::min(n, NC) + NR - 1) / NR * NR * k;
+  T* bpack = scratch<T>(kSlotPackB, bpack_size);
   // With few rows of A, each element of B serves few micro-tiles and packing B would cost about
   // as much as the product: then the micro-kernel reads A and B in place wherever it can (full
   // panels of operands with contiguous rows); the ragged edges are still packed.
@@ -189,26 +190,34 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
   for (long jc = 0; jc < n; jc += NC) {
     const long nc = std::min(NC, n - jc), n_panels = (nc + NR - 1) / NR;
     const long full_n_panels = nc / NR;
-    // B panel jp of k block kb: in place, or packed at bpack + kb*KC*n_panels*NR + jp*NR*kc.
-    auto b_panel = [&](long kb, long jp, long* ldb) -> const T* {
+    // B panel jp of k block kb: in place, or packed at packs + kb*KC*n_panels*NR + jp*NR*kc.
+    auto b_panel = [&](const T* packs, long kb, long jp, long* ldb) -> const T* {
       if (b_direct && (jp < full_n_panels || masked)) return B.direct(kb * KC, jc + jp * NR, ldb);
       *ldb = NR;
-      return bpack + kb * KC * n_panels * NR + jp * NR * std::min(KC, k - kb * KC);
+      return packs + kb * KC * n_panels * NR + jp * NR * std::min(KC, k - kb * KC);
     };
-
-    // 1. Pack B[:, jc:jc+nc] (or only its ragged last panel), shared by every thread of step 2.
-    const long first_packed = b_direct ? (masked ? n_panels : full_n_panels) : 0, packed = n_panels - first_packed;
-    // (Threads only for a B worth the fork and join: a few hundred KiB each.)
-    const long pack_team = b_direct ? 1 : std::clamp(k * nc * long(sizeof(T)) / (256L << 10), 1L, long(max_team));
-    parallel(static_cast<int>(pack_team), [&](int tid, int team) {
-      const auto [first, last] = split_range(k_blocks * packed, tid, team);
+    // Part tid of team of the packing of panels [jp0, jp1) (those not read in place) into packs.
+    const long first_packed = b_direct ? (masked ? n_panels : full_n_panels) : 0;
+    auto pack = [&](T* packs, long jp0, long jp1, int tid, int team) {
+      jp0 = std::max(jp0, first_packed);
+      const long count = std::max(0L, jp1 - jp0);
+      const auto [first, last] = split_range(k_blocks * count, tid, team);
       for (long i = first; i < last; ++i) {
-        const long kb = i / packed, jp = first_packed + i % packed;
+        const long kb = i / count, jp = jp0 + i % count;
         long ldb;
-        T* dst = const_cast<T*>(b_panel(kb, jp, &ldb));
+        T* dst = const_cast<T*>(b_panel(packs, kb, jp, &ldb));
         B.pack_b(dst, kb * KC, std::min(KC, k - kb * KC), jc + jp * NR, std::min(NR, nc - jp * NR), NR);
       }
-    });
+    };
+
+    // 1. Pack B[:, jc:jc+nc] (or only its ragged last panel), shared by every thread of step 2,
+    // with threads for a B worth the fork and join (a few hundred KiB each). A smaller one is
+    // packed by each thread of step 2 instead, its own panels into its own buffer: no thread
+    // then waits for another's packing (dense dW, 1600 x 128 x 32: 55 -> 50 us).
+    const long pack_team = b_direct ? 1 : std::clamp(k * nc * long(sizeof(T)) / (256L << 10), 1L, long(max_team));
+    const bool private_b = pack_team == 1 && max_team > 1;
+    if (!private_b && first_packed < n_panels)
+      parallel(static_cast<int>(pack_team), [&](int tid, int team) { pack(bpack, 0, n_panels, tid, team); });
 
     // 2. Each thread computes its rectangle of C: its rows in MC blocks, all of k, its B panels.
     parallel(max_team, [&](int tid, int team) {
@@ -217,6 +226,11 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
       const auto [mp0, mp1] = split_range(m_panels, tid / tn, tm);
       const auto [np0, np1] = split_range(n_panels, tid % tn, tn);
       const long row0 = mp0 * MR, row1 = std::min(mp1 * MR, m);
+      T* packs = bpack;
+      if (private_b) {
+        packs = scratch<T>(kSlotPackB, bpack_size);
+        pack(packs, np0, np1, 0, 1);
+      }
       T* apack = scratch<T>(kSlotPackA, MC * std::min(k, KC));
       alignas(64) T edge[16 * 64];  // one MR x NR tile for the partial tiles at the edges of C
 
@@ -234,7 +248,7 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
             long lda = A.layout() == PanelLayout::row_major ? kc : MR;  // of a packed panel
             const T* apanel = ip * MR < full_rows ? A.direct(ic + ip * MR, kb * KC, &lda) : apack + ip * MR * kc;
             long ldb;
-            const T* bpanel = b_panel(kb, jp, &ldb);
+            const T* bpanel = b_panel(packs, kb, jp, &ldb);
             T* cij = c + (ic + ip * MR) * ldc + jc + jp * NR;
             if (height == MR && width == NR) {
               kernel(kc, apanel, lda, bpanel, ldb, cij, ldc, alpha, beta_here, 1, 0);
