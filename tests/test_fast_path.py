@@ -48,6 +48,8 @@ def calls(x, w, b, dy):
         "max_pool2d": lambda: K.max_pool2d(y, 2, return_indices=True, **POOL),
         "max_pool2d_backward": lambda: K.max_pool2d_backward(pooled, y, 2, indices=winners, **POOL),
         "max_pool2d_backward (search)": lambda: K.max_pool2d_backward(pooled, y, (2, 2), **POOL),
+        "max_pool2d_backward (relu_output)": lambda: K.max_pool2d_backward(pooled, y, 2, indices=winners,
+                                                                           relu_output=pooled, **POOL),
         "avg_pool2d": lambda: K.avg_pool2d(y, 2, **POOL),
         "avg_pool2d_backward": lambda: K.avg_pool2d_backward(pooled, y, 2, **POOL),
         "relu": lambda: K.relu(dy),
@@ -61,6 +63,7 @@ PYTHON_CHECKS = {  # what each kernel's Python path calls first
     "conv2d": "conv2d_args", "conv2d_backward_data": "conv2d_backward_data_args",
     "conv2d_backward_weight": "conv2d_backward_weight_args", "max_pool2d": "pool_args",
     "max_pool2d_backward": "pool_backward_args", "max_pool2d_backward (search)": "pool_backward_args",
+    "max_pool2d_backward (relu_output)": "pool_backward_args",
     "avg_pool2d": "pool_args", "avg_pool2d_backward": "pool_backward_args", "relu": "array",
     "relu_backward": "relu_backward_args", "softmax_cross_entropy": "softmax_cross_entropy_args",
     "softmax_cross_entropy_backward": "softmax_cross_entropy_backward_args",
@@ -179,11 +182,15 @@ POOL_DECLINES = {
     "max: x 3-D": lambda y, p, i, g: _cpu.max_pool2d(y[0], g, True),
     "max: x of another image": lambda y, p, i, g: _cpu.max_pool2d(y[:, :, :-1], g, False),
     "max: x not contiguous": lambda y, p, i, g: _cpu.max_pool2d(_strided(y), g, False),
-    "max backward: winners int64": lambda y, p, i, g: _cpu.max_pool2d_backward(p, y, i.astype(np.int64), g),
-    "max backward: winners byte-swapped": lambda y, p, i, g: _cpu.max_pool2d_backward(p, y, _swapped(i), g),
-    "max backward: winners of another shape": lambda y, p, i, g: _cpu.max_pool2d_backward(p, y, i[1:], g),
-    "max backward: dy float64": lambda y, p, i, g: _cpu.max_pool2d_backward(p.astype(np.float64), y, i, g),
-    "max backward: dy of another shape": lambda y, p, i, g: _cpu.max_pool2d_backward(p[:, :-1], y, None, g),
+    "max backward: winners int64": lambda y, p, i, g: _cpu.max_pool2d_backward(p, y, i.astype(np.int64), None, g),
+    "max backward: winners byte-swapped": lambda y, p, i, g: _cpu.max_pool2d_backward(p, y, _swapped(i), None, g),
+    "max backward: winners of another shape": lambda y, p, i, g: _cpu.max_pool2d_backward(p, y, i[1:], None, g),
+    "max backward: dy float64": lambda y, p, i, g: _cpu.max_pool2d_backward(p.astype(np.float64), y, i, None, g),
+    "max backward: dy of another shape": lambda y, p, i, g: _cpu.max_pool2d_backward(p[:, :-1], y, None, None, g),
+    "max backward: relu_output float64": lambda y, p, i, g: _cpu.max_pool2d_backward(p, y, i, p.astype(np.float64), g),
+    "max backward: relu_output of another shape": lambda y, p, i, g: _cpu.max_pool2d_backward(p, y, i, p[1:], g),
+    "max backward: relu_output not contiguous": lambda y, p, i, g: _cpu.max_pool2d_backward(p, y, i, _strided(p), g),
+    "max backward: relu_output a list": lambda y, p, i, g: _cpu.max_pool2d_backward(p, y, i, p.tolist(), g),
     "avg: x uint8": lambda y, p, i, g: _cpu.avg_pool2d(y.astype(np.uint8), g),
     "avg backward: x of another shape": lambda y, p, i, g: _cpu.avg_pool2d_backward(p, y[1:], g),
     "relu: x int32": lambda y, p, i, g: _cpu.relu(i),
@@ -206,7 +213,7 @@ def test_winners_outside_the_image_are_reported_not_followed():
     y, pooled, winners, g = _pool_args()
     bad = winners.copy()
     bad.flat[5] = g.h * g.w
-    assert _cpu.max_pool2d_backward(pooled, y, bad, g) is False
+    assert _cpu.max_pool2d_backward(pooled, y, bad, None, g) is False
     with pytest.raises(ValueError, match="argument 'indices'"):
         K.max_pool2d_backward(pooled, y, 2, indices=bad)
 

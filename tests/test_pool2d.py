@@ -121,6 +121,41 @@ def test_max_pool2d_bad_indices(backend, rng):
         zg.kernels.max_pool2d_backward(y, many, 2, indices=indices)
 
 
+@pytest.mark.parametrize("with_indices", [False, True], ids=["search", "indices"])
+@pytest.mark.parametrize("pool,stride,padding", GEOMETRIES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool2d_backward_through_a_relu(backend, rng, pool, stride, padding, with_indices, dtype):
+    """relu_output: the gradient of relu(max_pool2d(x)), in one pass: the same bits as
+    relu_backward and then max_pool2d_backward (the reference's composition) on the same backend."""
+    x = small_ints(rng, X_SHAPE, dtype, -3, 3)        # ties and non-positive windows aplenty
+    kw = dict(stride=stride, padding=padding)
+    y, indices = zg.kernels.max_pool2d(x, pool, return_indices=True, **kw)
+    relu_out = zg.kernels.relu(y)
+    relu_out.flat[::7] = np.nan                        # NaN stops the gradient, as in relu_backward
+    dy = small_ints(rng, y.shape, dtype)
+    winners = dict(indices=indices) if with_indices else {}
+    got = zg.kernels.max_pool2d_backward(dy, x, pool, relu_output=relu_out, **winners, **kw)
+    two_kernels = zg.kernels.max_pool2d_backward(zg.kernels.relu_backward(dy, relu_out), x, pool, **winners, **kw)
+    assert_exact(got, two_kernels)
+    assert_exact(got, R.max_pool2d_backward(dy, x, pool, relu_output=relu_out, **kw))
+    assert_exact(R.max_pool2d_backward(dy, x, pool, relu_output=relu_out, **kw),
+                 R.max_pool2d_backward(np.where(relu_out > 0, dy, 0), x, pool, **kw))
+
+
+def test_max_pool2d_backward_bad_relu_output(backend, rng):
+    x = data(rng, (2, 6, 6, 3), np.float32)
+    y = zg.kernels.max_pool2d(x, 2)
+    for bad, exc, why in [(y.astype(np.float64), TypeError, "float32 like 'dy'"), (y[:1], ValueError, "of shape"),
+                          (y.tolist(), TypeError, "a NumPy or CuPy array"),
+                          (y.astype(np.int32), TypeError, "float32 or float64")]:
+        with pytest.raises(exc, match=f"max_pool2d_backward\\(\\): argument 'relu_output' must be .*{why}"):
+            zg.kernels.max_pool2d_backward(y, x, 2, relu_output=bad)
+    strided = np.empty(y.shape[:-1] + (6,), np.float32)[..., ::2]
+    strided[...] = y
+    assert_exact(zg.kernels.max_pool2d_backward(y, x, 2, relu_output=strided),
+                 zg.kernels.max_pool2d_backward(y, x, 2, relu_output=np.ascontiguousarray(strided)))
+
+
 @pytest.mark.parametrize("pool,stride,padding", GEOMETRIES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_avg_pool2d(backend, rng, pool, stride, padding, dtype):

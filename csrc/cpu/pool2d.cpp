@@ -172,14 +172,16 @@ ZG_MULTIVERSION void max_pool_unit(const T* xn, T* yn, int* winners_n, const Win
 // the reference's order. Adding 0 to the losers changes no bits (dx is never -0).
 // Returns whether every winner read lies in [0, h * w): the check rides on the loads of the
 // winners, which a separate pass would read again from memory.
+// With relu_out_n, each dy first passes the ReLU's gate: dy where relu_out > 0, else 0 (as
+// relu_backward computes it, so the same bits as the two kernels in turn).
 template <class T>
-ZG_MULTIVERSION bool max_pool_backward_unit(const T* dyn, const T* xn, const int* winners_n, T* dxn, const Window& g,
-                                            long cb) {
+ZG_MULTIVERSION bool max_pool_backward_unit(const T* dyn, const T* xn, const int* winners_n, const T* relu_out_n,
+                                            T* dxn, const Window& g, long cb) {
   const unsigned pixels = unsigned(g.h * g.w);
   unsigned outside = 0;
   const bool disjoint = windows_disjoint(g);
   clear_dx(dxn, g, cb, disjoint);
-  T best[kMaxBlock];
+  T best[kMaxBlock], gated[kMaxBlock];
   int found[kMaxBlock];
   for (long a = 0; a < g.ho; ++a) {
     const long oh = nth(a, g.ho, !disjoint);
@@ -193,7 +195,13 @@ ZG_MULTIVERSION bool max_pool_backward_unit(const T* dyn, const T* xn, const int
         for (long k = 0; k < cb; ++k) outside |= unsigned(unsigned(winner[k]) >= pixels);
       else
         find_winners(xn, g, oh, ow, rows, cols, best, found, cb);
-      const T* __restrict dy = dyn + out;
+      const T* given = dyn + out;
+      if (relu_out_n) {
+        const T* __restrict gate = relu_out_n + out;
+        for (long k = 0; k < cb; ++k) gated[k] = gate[k] > T(0) ? given[k] : T(0);
+        given = gated;
+      }
+      const T* __restrict dy = given;
       for (long i = rows.first; i < rows.last; ++i)
         for (long j = cols.first; j < cols.last; ++j) {
           const int p = int(pixel(g, oh, ow, i, j));
@@ -270,11 +278,12 @@ void max_pool2d(const T* x, T* y, int* winners, const Window& g) {
 }
 
 template <class T>
-bool max_pool2d_backward(const T* dy, const T* x, const int* winners, T* dx, const Window& g) {
+bool max_pool2d_backward(const T* dy, const T* x, const int* winners, const T* relu_out, T* dx, const Window& g) {
   std::atomic<bool> in_range{true};
   for_each_block(g, [&](long n, long c0, long cb) {
     const long image = n * g.h * g.w * g.c + c0, out = n * g.ho * g.wo * g.c + c0;
-    if (!max_pool_backward_unit(dy + out, x + image, winners ? winners + out : nullptr, dx + image, g, cb))
+    if (!max_pool_backward_unit(dy + out, x + image, winners ? winners + out : nullptr,
+                                relu_out ? relu_out + out : nullptr, dx + image, g, cb))
       in_range.store(false, std::memory_order_relaxed);
   });
   return in_range.load();
@@ -296,8 +305,9 @@ void avg_pool2d_backward(const T* dy, T* dx, const Window& g) {
 
 template void max_pool2d<float>(const float*, float*, int*, const Window&);
 template void max_pool2d<double>(const double*, double*, int*, const Window&);
-template bool max_pool2d_backward<float>(const float*, const float*, const int*, float*, const Window&);
-template bool max_pool2d_backward<double>(const double*, const double*, const int*, double*, const Window&);
+template bool max_pool2d_backward<float>(const float*, const float*, const int*, const float*, float*, const Window&);
+template bool max_pool2d_backward<double>(const double*, const double*, const int*, const double*, double*,
+                                           const Window&);
 template void avg_pool2d<float>(const float*, float*, const Window&);
 template void avg_pool2d<double>(const double*, double*, const Window&);
 template void avg_pool2d_backward<float>(const float*, float*, const Window&);

@@ -17,7 +17,10 @@ template <class T> void max_pool2d(const T* x, T* y, int* winners, const Window&
 // forward pass, x is not read again; a winner that is no pixel of its window routes its dy
 // nowhere, and the result is false when some winner is no pixel of the image at all (outside
 // [0, h * w)), which the caller reports. The winners are only compared, never used as addresses.
-template <class T> bool max_pool2d_backward(const T* dy, const T* x, const int* winners, T* dx, const Window& g);
+// relu_out (n, ho, wo, c; or null): the output of a ReLU after the pooling (relu(y)); the gradient
+// is then that of both, dy reaching the winners only where relu_out > 0 (NaN stops it too).
+template <class T>
+bool max_pool2d_backward(const T* dy, const T* x, const int* winners, const T* relu_out, T* dx, const Window& g);
 // x (n, h, w, c) -> y (n, ho, wo, c).
 template <class T> void avg_pool2d(const T* x, T* y, const Window& g);
 // dy (n, ho, wo, c) -> dx (n, h, w, c), fully written.

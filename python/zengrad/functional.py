@@ -132,7 +132,8 @@ def conv2d_relu_max_pool2d(x, w, b=None, stride=1, padding="valid", dilation=1, 
     nothing else reads (a Sequential's Conv2D(activation="relu") before MaxPooling2D): the same
     values and gradients, bit for bit, with less memory traffic. A window's gradient reaches its
     winner only, where the ReLU's output is the window's maximum; so the ReLU's mask is applied to
-    the pooled gradient (a quarter of the size for 2x2 windows) instead of to the convolution's."""
+    the pooled gradient (a quarter of the size for 2x2 windows) instead of to the convolution's,
+    inside the pooling's backward kernel (relu_output)."""
     x, w, b, geometry, y = _conv2d_forward("conv2d_relu_max_pool2d", x, w, b, stride, padding, dilation, "relu")
     pooling = dict(stride=pool_stride, padding=pool_padding)
     parents = (x, w) if b is None else (x, w, b)
@@ -141,8 +142,7 @@ def conv2d_relu_max_pool2d(x, w, b=None, stride=1, padding="valid", dilation=1, 
     pooled, winners = kernels.max_pool2d(y, pool_size, return_indices=True, **pooling)
 
     def backward(g):
-        g = kernels.relu_backward(g, pooled)
-        g = kernels.max_pool2d_backward(g, y, pool_size, indices=winners, **pooling)
+        g = kernels.max_pool2d_backward(g, y, pool_size, indices=winners, relu_output=pooled, **pooling)
         return _conv2d_grads(g, x, w, b, geometry)
 
     return Tensor._result(pooled, parents, backward)

@@ -157,23 +157,32 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding="valid", return_indices=F
         return gpu.max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding), with_indices)
 
 
-def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid", indices=None):
+def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid", indices=None, relu_output=None):
     """dL/dx of max_pool2d: each dy goes to the first maximum of its window; -> x.shape.
 
-    `indices` from max_pool2d(..., return_indices=True) spares the search for the maxima."""
+    `indices` from max_pool2d(..., return_indices=True) spares the search for the maxima.
+    relu_output (N, Ho, Wo, C): the output of a ReLU after the pooling, relu(max_pool2d(x)), of
+    which dy is then the gradient: it reaches a winner only where relu_output > 0, as through
+    relu_backward first, but in the same pass."""
     func = "max_pool2d_backward"
     if type(dy) is _ndarray or (gpu := _gpu(func, dy)) is None:
         backend = _current()
         if backend.fast is not None and type(x) is _ndarray \
                 and (g := _known_pool(x.shape, pool_size, stride, padding)) \
-                and (dx := backend.fast.max_pool2d_backward(dy, x, indices, g)) is not None and dx is not False:
+                and (dx := backend.fast.max_pool2d_backward(dy, x, indices, relu_output, g)) is not None \
+                and dx is not False:
             return dx
         dy, x, g = V.pool_backward_args(func, dy, x, pool_size, stride, padding)
         winners = None if indices is None else V.pool_indices(func, indices, g, dy)
+        if relu_output is not None:
+            dy = backend.relu_backward(dy, V.relu_output(func, relu_output, dy))
         return backend.max_pool2d_backward(dy, x, g, winners)
     with dy.device:
         dy, x, g = V.pool_backward_args(func, dy, x, pool_size, stride, padding)
-        return gpu.max_pool2d_backward(dy, x, g, None if indices is None else V.pool_indices(func, indices, g, dy))
+        winners = None if indices is None else V.pool_indices(func, indices, g, dy)
+        if relu_output is not None:
+            dy = gpu.relu_backward(dy, V.relu_output(func, relu_output, dy))
+        return gpu.max_pool2d_backward(dy, x, g, winners)
 
 
 def relu(x):

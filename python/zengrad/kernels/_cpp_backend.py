@@ -49,7 +49,7 @@ def max_pool2d(x, g, with_indices):
 
 
 def max_pool2d_backward(dy, x, g, indices):
-    dx = _cpu.max_pool2d_backward(dy, x, indices, g)
+    dx = _cpu.max_pool2d_backward(dy, x, indices, None, g)
     if dx is False:  # the kernel checks the winners' range as it reads them
         V.pool_indices_in_image("max_pool2d_backward", indices, g)  # raises, naming them
         raise _declined("max_pool2d_backward")

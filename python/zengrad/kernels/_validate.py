@@ -490,6 +490,15 @@ def adam_lists(func, param, grad, m, v) -> int:
     return len(param)
 
 
+def relu_output(func, value, dy):
+    """The output of a ReLU that a pooling's gradient `dy` passes through: like dy (shape, dtype, device)."""
+    value = array(func, "relu_output", value)
+    same_dtype(func, "dy", dy, relu_output=value)
+    if value.shape != dy.shape:
+        fail(ValueError, func, "relu_output", f"of shape {dy.shape} like 'dy'", f"shape {value.shape}")
+    return value
+
+
 def relu_backward_args(func, dy, y):
     dy = array(func, "dy", dy)
     y = array(func, "y", y)

@@ -216,11 +216,15 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding="valid", return_indices=F
     return _compute_max_pool2d(*V.pool_args("max_pool2d", x, pool_size, stride, padding), with_indices)
 
 
-def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid", indices=None):
-    """dL/dx: each dy goes to the first maximum of its window (or to `indices`, from the forward)."""
+def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid", indices=None, relu_output=None):
+    """dL/dx: each dy goes to the first maximum of its window (or to `indices`, from the forward);
+    with relu_output, the output of relu(max_pool2d(x)), only where relu_output > 0."""
     func = "max_pool2d_backward"
     dy, x, g = V.pool_backward_args(func, dy, x, pool_size, stride, padding)
-    return _compute_max_pool2d_backward(dy, x, g, None if indices is None else V.pool_indices(func, indices, g))
+    winners = None if indices is None else V.pool_indices(func, indices, g)
+    if relu_output is not None:
+        dy = _compute_relu_backward(dy, V.relu_output(func, relu_output, dy))
+    return _compute_max_pool2d_backward(dy, x, g, winners)
 
 
 def avg_pool2d(x, pool_size=2, *, stride=None, padding="valid"):
