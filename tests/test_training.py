@@ -535,6 +535,24 @@ def test_train_on_batch_checks_every_batch_after_the_first():
         model.train_on_batch(np.zeros((8, 12, 12, 1), np.float32), y % 3)
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint64, np.float32])
+def test_sparse_labels_out_of_range_in_every_dtype(dtype):
+    """The range check reads signed labels as unsigned (one pass): negative ones are caught too,
+    and the message names the offending label."""
+    loss = zg.losses.SparseCategoricalCrossentropy()
+    good = np.array([0, 3, 9, 2], dtype)
+    loss.check_targets(good, (None, 10))
+    bad = [good.copy() for _ in range(2)]
+    bad[0][2] = 10
+    if np.dtype(dtype).kind != "u":
+        bad[1][1] = -1
+    for labels, shown in zip(bad, ["10", "-1"]):
+        if (labels == good).all():
+            continue
+        with pytest.raises(ValueError, match=f"label {shown} is out of range for 10 classes"):
+            loss.check_targets(labels, (None, 10))
+
+
 def test_bad_training_data():
     x, y = small_data(n=8)
     model = small_cnn()

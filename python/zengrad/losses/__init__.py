@@ -114,8 +114,12 @@ class SparseCategoricalCrossentropy(Loss):
         elif y.dtype.kind not in "biu":
             raise TypeError(f"{self.name}: labels must be integer class indices, got dtype {y.dtype}")
         if y.size and num_classes is not None:
-            lo, hi = (0 if y.dtype.kind == "u" else y.min()), y.max()
-            if lo < 0 or hi >= num_classes:
+            if y.dtype.kind in "iu":  # one reduction: read as unsigned, a negative label is huge
+                out_of_range = y.view(f"u{y.dtype.itemsize}").max() >= num_classes
+            else:
+                out_of_range = y.min() < 0 or y.max() >= num_classes
+            if out_of_range:
+                lo, hi = y.min(), y.max()
                 bad = lo if lo < 0 else hi
                 raise ValueError(f"{self.name}: label {bad:g} is out of range for {num_classes} classes "
                                  f"(labels must be in [0, {num_classes - 1}])")
