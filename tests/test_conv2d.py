@@ -112,6 +112,11 @@ CASES = [
     Conv("kernel=input", (3, 5, 4, 3), (5, 4), 7),               # output 1x1
     Conv("1x1-input", (2, 1, 1, 6), (1, 1), 5),
     Conv("odd13-cin32", (2, 13, 13, 32), (3, 3), 20),
+    # grid rows of 8 to 14 pixels: one tile of their own height (AVX-512), read in place or padded
+    Conv("rows-of-8-cin8", (2, 6, 10, 8), (3, 3), 32),                       # backward-data: rows of 10
+    Conv("rows-of-14-cout64-same", (1, 5, 14, 16), (3, 3), 64, padding="same"),  # instead of the wide kernel
+    Conv("rows-of-9-dilated", (2, 9, 13, 10), (3, 3), 33, dilation=(1, 2)),
+    Conv("rows-of-13-stride2", (1, 7, 27, 8), (3, 3), 20, stride=2),
     Conv("empty-batch", (0, 5, 5, 3), (3, 3), 4, padding="same"),
 ]
 

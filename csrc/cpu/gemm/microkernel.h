@@ -46,6 +46,12 @@ struct MicroKernel {
   // The kernels in masked form, one B vector wide; null where an ISA has no masked loads (set
   // only in AVX-512's narrow tables, whose 10-column products then use B and C in place).
   MaskedKernelFn<T> masked_column_major_a = nullptr, masked_row_major_a = nullptr;
+  // Row-major kernels of nr columns and any height up to max_height rows, indexed by height (null
+  // where there is none): a convolution whose grid rows are that many pixels wide computes each
+  // row as one tile, where mr-row tiles would compute rows of padding or gather the rest (conv2's
+  // 11-pixel output rows, its backward-data's 13-pixel rows). Null where an ISA has none.
+  const MicroKernelFn<T>* row_major_heights = nullptr;
+  int max_height = 0;
 };
 
 // One table per ISA, each compiled in its own translation unit with that ISA's flags.

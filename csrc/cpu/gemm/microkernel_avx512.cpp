@@ -66,6 +66,19 @@ void kernel_f64_narrow(long k, const double* a, long lda, const double* b, long 
   microkernel_body<Zmm64, 16, 1, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
 }
 
+// Row-major kernels of 8 to 14 rows (28 accumulators at most, beside the two B vectors and the
+// broadcast), for convolutions whose grid rows are that wide.
+template <class V, int MR>
+void kernel_height(long k, const typename V::T* a, long lda, const typename V::T* b, long ldb, typename V::T* c,
+                   long ldc, typename V::T alpha, typename V::T beta, long runs, long run_step) {
+  microkernel_body<V, MR, 2, PanelLayout::row_major>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
+}
+template <class V>
+constexpr MicroKernelFn<typename V::T> heights[15] = {
+    nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, kernel_height<V, 8>,
+    kernel_height<V, 9>, kernel_height<V, 10>, kernel_height<V, 11>, kernel_height<V, 12>, kernel_height<V, 13>,
+    kernel_height<V, 14>};
+
 // Their masked forms: the first `width` columns only.
 template <PanelLayout layout>
 void kernel_f32_masked(long k, const float* a, long lda, const float* b, long ldb, float* c, long ldc, float alpha,
@@ -89,12 +102,12 @@ const MicroKernel<double> narrow_f64{kernel_f64_narrow<PanelLayout::column_major
 
 const MicroKernel<float>& microkernel_avx512_f32() {
   static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 12, 32, 960, 256, 4096,
-                                        kernel_f32_wide, 6, 64, &narrow_f32};
+                                        kernel_f32_wide, 6, 64, &narrow_f32, nullptr, nullptr, heights<Zmm32>, 14};
   return table;
 }
 const MicroKernel<double>& microkernel_avx512_f64() {
   static const MicroKernel<double> table{kernel_f64<PanelLayout::column_major>, kernel_f64<PanelLayout::row_major>, 12, 16, 480, 256, 2048,
-                                         kernel_f64<PanelLayout::row_major>, 12, 16, &narrow_f64};
+                                         kernel_f64<PanelLayout::row_major>, 12, 16, &narrow_f64, nullptr, nullptr, heights<Zmm64>, 14};
   return table;
 }
 
