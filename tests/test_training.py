@@ -190,6 +190,31 @@ def test_optimizer_updates_float32_in_place():
     np.testing.assert_allclose(p.data, 0.9, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["SGD", "Adam", "AdamW", "RMSprop"])
+def test_optimizer_checks_every_gradient_before_updating_any(kind):
+    a, b = zg.tensor(np.ones((2, 2)), requires_grad=True), zg.tensor(np.ones(3), requires_grad=True)
+    a.grad, b.grad = np.full((2, 2), 0.5, np.float32), np.ones(4, np.float32)
+    opt = getattr(zg.optimizers, kind)()
+    with pytest.raises(ValueError, match=r"step\(\): a parameter of shape \(3,\) has a gradient of shape \(4,\)"):
+        opt.step([a, b])
+    np.testing.assert_array_equal(a.data, np.ones((2, 2)))
+    assert opt.iterations == 0
+
+
+@pytest.mark.parametrize("kind", ["SGD", "Adam", "RMSprop"])
+def test_optimizer_converts_gradients_of_another_dtype_or_type(kind):
+    """A float64 array or a nested list as the gradient of a float32 parameter: the update of its
+    float32 values."""
+    params = [zg.tensor(np.ones((2, 3)), requires_grad=True) for _ in range(3)]
+    grad = np.linspace(-1, 1, 6).reshape(2, 3)
+    for p, g in zip(params, [grad.astype(np.float32), grad, grad.tolist()]):
+        p.grad = g
+    getattr(zg.optimizers, kind)(learning_rate=0.1).step(params)
+    assert all(p.data.dtype == np.float32 for p in params)
+    np.testing.assert_array_equal(params[1].data, params[0].data)
+    np.testing.assert_array_equal(params[2].data, params[0].data)
+
+
 # ---- compile / fit / evaluate / predict ----
 
 def test_fit_history_evaluate_predict():
