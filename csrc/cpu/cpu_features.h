@@ -9,8 +9,13 @@
 // no wide-ISA code is reachable on older CPUs.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define ZG_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+// On a function called only where simd_level() is avx512: compiled for AVX-512 alone.
+#define ZG_AVX512 __attribute__((target("avx512f")))
+#define ZG_HAS_AVX512_PATHS 1
 #else
 #define ZG_MULTIVERSION
+#define ZG_AVX512
+#define ZG_HAS_AVX512_PATHS 0
 #endif
 
 namespace zg {
