@@ -560,7 +560,8 @@ def test_train_on_batch_checks_every_batch_after_the_first():
         model.train_on_batch(np.zeros((8, 12, 12, 1), np.float32), y % 3)
 
 
-@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint64, np.float32])
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint64, np.float32,
+                                   ">i4", ">u2"])
 def test_sparse_labels_out_of_range_in_every_dtype(dtype):
     """The range check reads signed labels as unsigned (one pass): negative ones are caught too,
     and the message names the offending label."""

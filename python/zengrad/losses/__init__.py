@@ -115,7 +115,7 @@ class SparseCategoricalCrossentropy(Loss):
             raise TypeError(f"{self.name}: labels must be integer class indices, got dtype {y.dtype}")
         if y.size and num_classes is not None:
             if y.dtype.kind in "iu":  # one reduction: read as unsigned, a negative label is huge
-                out_of_range = y.view(f"u{y.dtype.itemsize}").max() >= num_classes
+                out_of_range = y.view(y.dtype.str.replace("i", "u")).max() >= num_classes
             else:
                 out_of_range = y.min() < 0 or y.max() >= num_classes
             if out_of_range:
