@@ -172,17 +172,22 @@ def max_pool2d_backward(dy, x, pool_size=2, *, stride=None, padding="valid", ind
                 and (dx := backend.fast.max_pool2d_backward(dy, x, indices, relu_output, g)) is not None \
                 and dx is not False:
             return dx
-        dy, x, g = V.pool_backward_args(func, dy, x, pool_size, stride, padding)
-        winners = None if indices is None else V.pool_indices(func, indices, g, dy)
-        if relu_output is not None:
-            dy = backend.relu_backward(dy, V.relu_output(func, relu_output, dy))
-        return backend.max_pool2d_backward(dy, x, g, winners)
+        return backend.max_pool2d_backward(*_max_pool2d_backward_args(backend, dy, x, pool_size, stride, padding,
+                                                                      indices, relu_output))
     with dy.device:
-        dy, x, g = V.pool_backward_args(func, dy, x, pool_size, stride, padding)
-        winners = None if indices is None else V.pool_indices(func, indices, g, dy)
-        if relu_output is not None:
-            dy = gpu.relu_backward(dy, V.relu_output(func, relu_output, dy))
-        return gpu.max_pool2d_backward(dy, x, g, winners)
+        return gpu.max_pool2d_backward(*_max_pool2d_backward_args(gpu, dy, x, pool_size, stride, padding, indices,
+                                                                  relu_output))
+
+
+def _max_pool2d_backward_args(backend, dy, x, pool_size, stride, padding, indices, relu_output):
+    """(dy, x, g, winners) checked for `backend`'s max_pool2d_backward; dy through the ReLU's
+    gate (`backend`'s relu_backward) when relu_output is given."""
+    func = "max_pool2d_backward"
+    dy, x, g = V.pool_backward_args(func, dy, x, pool_size, stride, padding)
+    winners = None if indices is None else V.pool_indices(func, indices, g, dy)
+    if relu_output is not None:
+        dy = backend.relu_backward(dy, V.relu_output(func, relu_output, dy))
+    return dy, x, g, winners
 
 
 def relu(x):

@@ -452,10 +452,21 @@ def pool_indices(func, indices, g, dy=None):
     return np.ascontiguousarray(indices)
 
 
+def outside_range(values, limit) -> bool:
+    """Whether some of the (host) `values` lie outside [0, limit). Integers in one pass: read as
+    unsigned, a negative value is beyond any limit."""
+    if not values.size:
+        return False
+    if values.dtype.kind == "i":
+        return bool(values.view(values.dtype.str.replace("i", "u")).max() >= limit)
+    if values.dtype.kind == "u":
+        return bool(values.max() >= limit)
+    return bool(values.min() < 0 or values.max() >= limit)
+
+
 def pool_indices_in_image(func, indices, g) -> None:
     """ValueError unless every one of the (host) `indices` is a pixel of the image, in [0, H*W)."""
-    # One pass: read as unsigned, a negative index is at least 2**31, beyond any image.
-    if indices.size and indices.view(np.uint32).max() >= g.h * g.w:
+    if outside_range(indices, g.h * g.w):
         fail(ValueError, func, "indices", f"pixel indices in [0, {g.h * g.w})",
              f"values in [{indices.min()}, {indices.max()}]")
 
@@ -538,7 +549,7 @@ def class_labels(func: str, value, scores, scores_name: str):
 
 def labels_in_range(func: str, value, classes: int) -> None:
     """ValueError unless every one of the (host) labels is in [0, classes)."""
-    if value.size and (value.min() < 0 or value.max() >= classes):
+    if outside_range(value, classes):
         fail(ValueError, func, "labels", f"class indices in [0, {classes})",
              f"values in [{value.min()}, {value.max()}]")
 

@@ -18,6 +18,7 @@ import zengrad as zg
 from .. import _device
 from .. import functional as F
 from .._device import array_module
+from ..kernels._validate import outside_range
 
 EPSILON = 1e-7
 
@@ -113,16 +114,11 @@ class SparseCategoricalCrossentropy(Loss):
                 raise ValueError(f"{self.name}: labels must be integers (class indices), got non-integral values")
         elif y.dtype.kind not in "biu":
             raise TypeError(f"{self.name}: labels must be integer class indices, got dtype {y.dtype}")
-        if y.size and num_classes is not None:
-            if y.dtype.kind in "iu":  # one reduction: read as unsigned, a negative label is huge
-                out_of_range = y.view(y.dtype.str.replace("i", "u")).max() >= num_classes
-            else:
-                out_of_range = y.min() < 0 or y.max() >= num_classes
-            if out_of_range:
-                lo, hi = y.min(), y.max()
-                bad = lo if lo < 0 else hi
-                raise ValueError(f"{self.name}: label {bad:g} is out of range for {num_classes} classes "
-                                 f"(labels must be in [0, {num_classes - 1}])")
+        if num_classes is not None and outside_range(y, num_classes):
+            lo, hi = y.min(), y.max()
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{self.name}: label {bad:g} is out of range for {num_classes} classes "
+                             f"(labels must be in [0, {num_classes - 1}])")
         return y.astype(np.int64, copy=False)   # the compiled kernels' label type: converted once here
 
     def check_targets(self, y_true, output_shape):
