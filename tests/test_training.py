@@ -215,6 +215,70 @@ def test_optimizer_converts_gradients_of_another_dtype_or_type(kind):
     np.testing.assert_array_equal(params[2].data, params[0].data)
 
 
+def _adam_steps(grad_lists, **kw):
+    """Parameters (float32 ones) after Adam steps with each list of gradients, one fresh optimizer."""
+    params = [zg.tensor(np.ones(g.shape), requires_grad=True) for g in grad_lists[0]]
+    opt = zg.optimizers.Adam(**kw)
+    for grads in grad_lists:
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt.step(params)
+    return params, opt
+
+
+def test_adam_repeated_steps_match_the_formulas(rng):
+    """The steps after the first go straight to the kernel (the same parameters, every gradient
+    there): the same values as the formulas, step after step."""
+    shapes = [(3, 4), (5,), (2, 3, 2)]
+    grads = [[rng.standard_normal(s) * 0.01 for s in shapes] for _ in range(5)]
+    kw = dict(learning_rate=0.01, beta_1=0.8, beta_2=0.95, epsilon=1e-3)
+    params, opt = _adam_steps([[g.astype(np.float32) for g in gs] for gs in grads], **kw)
+    assert opt.iterations == 5
+    for i, p in enumerate(params):
+        expected = _reference_run("Adam", np.ones(shapes[i]), [gs[i].astype(np.float32) for gs in grads], **kw)
+        np.testing.assert_allclose(p.data, expected, rtol=2e-6, atol=1e-7)
+
+
+def test_adam_repeated_step_still_checks_and_converts(rng):
+    """After full steps, a gradient of another shape is still refused by name (nothing updated),
+    a missing one leaves its parameter alone, and a float64 one or a list updates as float32."""
+    grads = [np.full((2, 3), 0.5, np.float32), np.full(4, -0.25, np.float32)]
+    params, opt = _adam_steps([grads, grads], learning_rate=0.1)
+    before = [p.data.copy() for p in params]
+    params[1].grad = np.ones(5, np.float32)
+    with pytest.raises(ValueError, match=r"a parameter of shape \(4,\) has a gradient of shape \(5,\)"):
+        opt.step(params)
+    assert opt.iterations == 2 and all((p.data == b).all() for p, b in zip(params, before))
+
+    params[1].grad = None
+    opt.step(params)
+    np.testing.assert_array_equal(params[1].data, before[1])
+    reference, _ = _adam_steps([grads, grads, grads], learning_rate=0.1)
+    np.testing.assert_array_equal(params[0].data, reference[0].data)
+
+    for as_given in (lambda g: g.astype(np.float64), lambda g: g.tolist()):
+        params, opt = _adam_steps([grads, grads], learning_rate=0.1)
+        for p, g in zip(params, grads):
+            p.grad = as_given(g)
+        opt.step(params)
+        reference, _ = _adam_steps([grads, grads, grads], learning_rate=0.1)
+        for p, r in zip(params, reference):
+            assert p.data.dtype == np.float32
+            np.testing.assert_array_equal(p.data, r.data)
+
+
+def test_adam_keeps_state_per_parameter_whatever_the_list(rng):
+    """A step of another list of parameters (a subset, or another order) uses each one's own moments."""
+    g = [np.full((2, 2), 0.5, np.float32), np.full(3, -1.0, np.float32)]
+    params, opt = _adam_steps([g, g], learning_rate=0.1)
+    opt.step(params[::-1])
+    opt.step(params[:1])
+    reference, _ = _adam_steps([g, g, g], learning_rate=0.1)
+    np.testing.assert_array_equal(params[1].data, reference[1].data)
+    reference, _ = _adam_steps([g, g, g, g], learning_rate=0.1)
+    np.testing.assert_array_equal(params[0].data, reference[0].data)
+
+
 # ---- compile / fit / evaluate / predict ----
 
 def test_fit_history_evaluate_predict():

@@ -35,7 +35,12 @@ def _check(owner, name, value, lo=0.0, hi=None, lo_open=False):
 
 class Optimizer:
     """Base class: subclasses set `_num_slots` (state arrays per parameter) and define
-    `_update(p, g, slots, lr)`, or `_update_all(work, lr)` to update them all in one call."""
+    `_update(p, g, slots, lr)`, or `_update_all(arrays, grads, slots, lr)` to update them all in
+    one call. One whose `_update_all` is a kernel that checks every array before it updates any
+    sets `_kernel_checks = True`: a step of the same parameters as the last full step then goes
+    straight to it (see `_repeat`)."""
+
+    _kernel_checks = False
 
     def __init__(self, learning_rate, weight_decay=None, name=None):
         self.name = name or type(self).__name__.lower()
@@ -44,6 +49,7 @@ class Optimizer:
             _check(f"{type(self).__name__}()", "weight_decay", weight_decay)
         self.iterations = 0
         self._state: dict[int, tuple] = {}   # id(param) -> (param, slots, device); holding param keeps the id unique
+        self._last = None   # (params, their slots) of the last full step, when _repeat may take the next
 
     @property
     def learning_rate(self):
@@ -67,6 +73,11 @@ class Optimizer:
 
     def step(self, params):
         """One update of every parameter in `params` that has a gradient."""
+        params = params if type(params) is list else list(params)
+        if self._repeat(params):
+            self.iterations += 1
+            return
+        self._last = None
         todo = []
         for p in params:
             g = p.grad
@@ -85,23 +96,37 @@ class Optimizer:
         if not todo:
             return
         lr = self._learning_rate
-        work = []
-        for p, g in todo:
-            slots = self._slots_for(p)
-            if self.weight_decay:
+        slots = [self._slots_for(p) for p, _ in todo]
+        if self.weight_decay:
+            for (p, _), s in zip(todo, slots):
                 # decoupled decay before the update, as Keras: p -= p * wd * lr
-                tmp = slots[-1]
+                tmp = s[-1]
                 array_module(tmp).multiply(p.data, self.weight_decay * lr, out=tmp)
                 p.data -= tmp
-            work.append((p.data, g, slots))
-        self._update_all(work, lr)
+        self._update_all([p.data for p, _ in todo], [g for _, g in todo], slots, lr)
         self.iterations += 1
+        if self._kernel_checks and not self.weight_decay and len(todo) == len(params):
+            self._last = (params, slots)
 
-    def _update_all(self, work, lr):
-        """The step of each (parameter array, gradient, slots); an optimizer whose kernel takes a
-        whole model's parameters in one call does so here."""
-        for p, g, slots in work:
-            self._update(p, g, slots, lr)
+    def _repeat(self, params) -> bool:
+        """The update of the same parameters as the last full step, each with a gradient, straight
+        on the kernel (which checks every array before it updates any). False, with nothing done,
+        for anything else: another list, a missing gradient, a gradient of another shape, dtype or
+        device, a parameter moved; the full step then handles it (or names what is wrong)."""
+        last = self._last
+        if last is None or last[0] != params:   # Tensors compare by identity
+            return False
+        try:
+            self._update_all([p.data for p in params], [p.grad for p in params], last[1], self._learning_rate)
+        except (TypeError, ValueError):
+            return False
+        return True
+
+    def _update_all(self, arrays, grads, slots, lr):
+        """The step of each parameter array with its gradient and slots (three lists of one
+        length); an optimizer whose kernel takes a whole model's parameters in one call does so here."""
+        for p, g, s in zip(arrays, grads, slots):
+            self._update(p, g, s, lr)
 
     def zero_grad(self, params):
         for p in params:
@@ -150,6 +175,7 @@ class Adam(Optimizer):
     alpha = lr * sqrt(1 - b2^t) / (1 - b1^t) (epsilon outside the root and not bias-corrected, as Keras)."""
 
     _num_slots = 2
+    _kernel_checks = True
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
                  name="adam"):
@@ -159,13 +185,12 @@ class Adam(Optimizer):
         self.beta_2 = _check(owner, "beta_2", beta_2, 0.0, 1.0)
         self.epsilon = _check(owner, "epsilon", epsilon)
 
-    def _update_all(self, work, lr):
+    def _update_all(self, arrays, grads, slots, lr):
         """Every parameter in one kernel call (a dozen calls a step cost more than the small ones' updates)."""
         t = self.iterations + 1
         alpha = lr * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
-        kernels.adam_update([p for p, _, _ in work], [g for _, g, _ in work], [s[0] for _, _, s in work],
-                            [s[1] for _, _, s in work], alpha=alpha, beta_1=self.beta_1, beta_2=self.beta_2,
-                            epsilon=self.epsilon)
+        kernels.adam_update(arrays, grads, [s[0] for s in slots], [s[1] for s in slots], alpha=alpha,
+                            beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
