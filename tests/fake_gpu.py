@@ -258,8 +258,8 @@ def _kernel(fn):
 
 
 KERNELS = ("gemm", "conv2d", "conv2d_backward_data", "conv2d_backward_weight", "max_pool2d",
-           "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "relu", "relu_backward", "adam_update",
-           "softmax_cross_entropy", "softmax_cross_entropy_backward")
+           "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "relu", "relu_backward", "dense_backward",
+           "adam_update", "softmax_cross_entropy", "softmax_cross_entropy_backward")
 
 
 def install(monkeypatch) -> None:

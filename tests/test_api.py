@@ -304,9 +304,10 @@ def test_cuda_unavailable_is_reported_with_a_reason():
     lambda g: zg.kernels.avg_pool2d_backward(g, g),
     lambda g: zg.kernels.relu(g),
     lambda g: zg.kernels.relu_backward(g, g),
+    lambda g: zg.kernels.dense_backward(g, g, g),
     lambda g: zg.kernels.adam_update(g, g, g, g, alpha=0.1),
 ], ids=["gemm", "conv2d", "conv2d_backward_data", "conv2d_backward_weight", "max_pool2d", "max_pool2d_backward",
-        "avg_pool2d", "avg_pool2d_backward", "relu", "relu_backward", "adam_update"])
+        "avg_pool2d", "avg_pool2d_backward", "relu", "relu_backward", "dense_backward", "adam_update"])
 def test_gpu_arrays_without_a_gpu_backend_are_a_runtime_error(call):
     with pytest.raises(RuntimeError, match=r"\(\): got GPU \(CuPy\) arrays, but no GPU backend is available here "
                                            r"\(cuda: .+\)"):

@@ -384,6 +384,23 @@ def test_max_pool_backward_indices_out_of_range_route_nowhere(cp, rng):
     assert dx.sum() == y.size - 2
 
 
+# ---- a dense layer's backward pass ----
+
+@pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
+@pytest.mark.parametrize("shape", [(32, 1600, 128), (32, 128, 10), (7, 13, 31), (0, 5, 7), (5, 7, 0)], ids=_ids)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_backward(cp, rng, dtype, shape, relu):
+    n, fan_in, out = shape
+    dy, x, w = data(rng, (n, out), dtype), data(rng, (n, fan_in), dtype), data(rng, (fan_in, out), dtype)
+    y = np.maximum(data(rng, (n, out), dtype), 0) if relu else None
+    got = zg.kernels.dense_backward(*on_gpu(cp, dy, x, w), relu_output=on_gpu(cp, y)[0], with_bias=True)
+    want = R.dense_backward(dy, x, w, relu_output=y, with_bias=True)
+    for g, r, reduction in zip(got, want, (out, n, n)):
+        assert_close(host(g), r, reduction, dtype=dtype)
+    dx, dw, db = zg.kernels.dense_backward(*on_gpu(cp, dy, x, w), with_dx=False)
+    assert dx is None and db is None and dw.shape == w.shape
+
+
 # ---- elementwise ----
 
 @pytest.mark.parametrize("dtype", DTYPES)

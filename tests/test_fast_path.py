@@ -41,6 +41,10 @@ def calls(x, w, b, dy):
     pooled, winners = K.max_pool2d(y, 2, return_indices=True, **POOL)
     logits, labels = x.reshape(-1, 8), np.arange(len(x.reshape(-1, 8))) % 8
     probs, dloss = K.softmax_cross_entropy(logits, labels)[1], np.asarray(0.5, x.dtype)
+    dense_x = x.reshape(len(x), -1)
+    dense_w = np.linspace(-1, 1, dense_x.shape[1] * w.shape[3]).astype(x.dtype).reshape(-1, w.shape[3])
+    dense_y = K.gemm(dense_x, dense_w, activation="relu")
+    dense_dy = dy.reshape(-1, w.shape[3])[:len(x)]
     return {
         "conv2d": lambda: K.conv2d(x, w, b, activation="relu", **CONV),
         "conv2d_backward_data": lambda: K.conv2d_backward_data(dy, w, x.shape, **CONV),
@@ -54,6 +58,7 @@ def calls(x, w, b, dy):
         "avg_pool2d_backward": lambda: K.avg_pool2d_backward(pooled, y, 2, **POOL),
         "relu": lambda: K.relu(dy),
         "relu_backward": lambda: K.relu_backward(dy, y),
+        "dense_backward": lambda: K.dense_backward(dense_dy, dense_x, dense_w, relu_output=dense_y, with_bias=True),
         "softmax_cross_entropy": lambda: K.softmax_cross_entropy(logits, labels),
         "softmax_cross_entropy_backward": lambda: K.softmax_cross_entropy_backward(probs, labels, dloss),
     }
@@ -65,7 +70,8 @@ PYTHON_CHECKS = {  # what each kernel's Python path calls first
     "max_pool2d_backward": "pool_backward_args", "max_pool2d_backward (search)": "pool_backward_args",
     "max_pool2d_backward (relu_output)": "pool_backward_args",
     "avg_pool2d": "pool_args", "avg_pool2d_backward": "pool_backward_args", "relu": "array",
-    "relu_backward": "relu_backward_args", "softmax_cross_entropy": "softmax_cross_entropy_args",
+    "relu_backward": "relu_backward_args", "dense_backward": "dense_backward_args",
+    "softmax_cross_entropy": "softmax_cross_entropy_args",
     "softmax_cross_entropy_backward": "softmax_cross_entropy_backward_args",
 }
 
@@ -206,6 +212,36 @@ def test_pooling_and_relu_decline_the_rest_and_touch_nothing(case):
     saved = [a.copy() for a in (y, pooled, winners)]
     assert POOL_DECLINES[case](*args) is None
     for a, before in zip((y, pooled, winners), saved):
+        np.testing.assert_array_equal(a, before)
+
+
+def _dense_args():
+    rng = np.random.default_rng(1)
+    dy, x, w = (rng.standard_normal(s).astype(np.float32) for s in ((6, 5), (6, 4), (4, 5)))
+    return dy, x, w, np.maximum(dy, 0)
+
+
+DENSE_DECLINES = {
+    "dy 1-D": lambda dy, x, w, y: _cpu.dense_backward(dy[0], x, w, None, True, True, True),
+    "dy a list": lambda dy, x, w, y: _cpu.dense_backward(dy.tolist(), x, w, None, True, True, True),
+    "dy not contiguous": lambda dy, x, w, y: _cpu.dense_backward(_strided(dy), x, w, None, True, True, True),
+    "x of other rows": lambda dy, x, w, y: _cpu.dense_backward(dy, x[1:], w, None, True, True, True),
+    "x float64": lambda dy, x, w, y: _cpu.dense_backward(dy, x.astype(np.float64), w, None, True, True, True),
+    "w transposed": lambda dy, x, w, y: _cpu.dense_backward(dy, x, np.ascontiguousarray(w.T), None, True, True, True),
+    "w float64": lambda dy, x, w, y: _cpu.dense_backward(dy, x, w.astype(np.float64), None, True, True, True),
+    "relu_output of another shape": lambda dy, x, w, y: _cpu.dense_backward(dy, x, w, y[1:], True, True, True),
+    "relu_output float64": lambda dy, x, w, y: _cpu.dense_backward(dy, x, w, y.astype(np.float64), True, True, True),
+    "with_bias a NumPy bool": lambda dy, x, w, y: _cpu.dense_backward(dy, x, w, y, True, True, np.True_),
+    "with_dx an int": lambda dy, x, w, y: _cpu.dense_backward(dy, x, w, y, 1, True, True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DENSE_DECLINES))
+def test_dense_backward_declines_the_rest_and_touches_nothing(case):
+    args = _dense_args()
+    saved = [a.copy() for a in args]
+    assert DENSE_DECLINES[case](*args) is None
+    for a, before in zip(args, saved):
         np.testing.assert_array_equal(a, before)
 
 

@@ -48,6 +48,7 @@ def _problems(rng, dtype):
         "avg_pool2d_backward": (lambda k: k.avg_pool2d_backward(dyp, xp, 2), 4),
         "avg_pool2d_backward-3s1-same": (lambda k: k.avg_pool2d_backward(dyp3, xp, 3, stride=1, padding="same"),
                                          9),
+        "dense_backward": (lambda k: k.dense_backward(c, a, b, relu_output=np.maximum(c, 0), with_bias=True), 500),
     }
 
 
@@ -154,6 +155,7 @@ def _inputs(rng, dtype):
         "max_pool2d_backward": lambda: ((d(4, 7, 9, 3), strided, 3), dict(stride=1, padding="same")),
         "avg_pool2d": lambda: ((strided, 2), {}),
         "avg_pool2d_backward": lambda: ((d(4, 3, 4, 3), strided, 2), {}),
+        "dense_backward": lambda: ((d(31, 33)[:, ::-1], d(31, 17), np.asfortranarray(d(17, 33))), dict(with_bias=True)),
     }
 
 

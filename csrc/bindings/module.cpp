@@ -11,6 +11,7 @@
 #include "checked_args.h"
 #include "cpu/cpu_features.h"
 #include "cpu/cross_entropy.h"
+#include "cpu/dense.h"
 #include "cpu/elementwise.h"
 #include "cpu/gemm/gemm.h"
 #include "cpu/threading.h"
@@ -57,6 +58,37 @@ py::object gemm_py(py::handle a, py::handle b, py::handle out, py::handle trans_
     gemm<T>(ta, tb, m, n, k, T(*al), A->in<T>(), lda, B->in<T>(), ldb, T(beta_used), C->out<T>(), n, epilogue);
   });
   return C->array;
+}
+
+// A dense layer's gradients: dy (N, out), x (N, in), w (in, out) and relu_output (None, or y
+// (N, out)) of one float dtype; with_dx, with_dw, with_bias Python bools. Returns (dx, dw, db),
+// new arrays, each None unless asked; or None (declined).
+py::object dense_backward_py(py::handle dy, py::handle x, py::handle w, py::handle relu_output, py::handle with_dx,
+                             py::handle with_dw, py::handle with_bias) {
+  const auto DY = plain_array(dy, 2, false), X = plain_array(x, 2, false), W = plain_array(w, 2, false);
+  if (!DY || !X || !W || !PyBool_Check(with_dx.ptr()) || !PyBool_Check(with_dw.ptr()) ||
+      !PyBool_Check(with_bias.ptr()))
+    return py::none();
+  const long n = DY->dim(0), out = DY->dim(1), in = X->dim(1);
+  if (X->is_float != DY->is_float || X->dim(0) != n || !has_shape(*W, {in, out}) || W->is_float != DY->is_float)
+    return py::none();
+  std::optional<Operand> Y;
+  if (!relu_output.is_none()) {
+    Y = plain_array(relu_output, 2, false);
+    if (!Y || !same_kind(*Y, *DY)) return py::none();
+  }
+  const bool is_float = DY->is_float;
+  std::optional<Operand> DX, DW, DB;
+  if (with_dx.ptr() == Py_True) DX = Operand{new_array({n, in}, is_float), is_float};
+  if (with_dw.ptr() == Py_True) DW = Operand{new_array({in, out}, is_float), is_float};
+  if (with_bias.ptr() == Py_True) DB = Operand{new_array({out}, is_float), is_float};
+  run_kernel(is_float, [&](auto zero) {
+    using T = decltype(zero);
+    dense_backward<T>(DY->in<T>(), X->in<T>(), W->in<T>(), Y ? Y->in<T>() : nullptr, n, in, out,
+                      DX ? DX->out<T>() : nullptr, DW ? DW->out<T>() : nullptr, DB ? DB->out<T>() : nullptr);
+  });
+  const auto result = [](const std::optional<Operand>& r) { return r ? py::object(r->array) : py::object(py::none()); };
+  return py::make_tuple(result(DX), result(DW), result(DB));
 }
 
 // One parameter's Adam step: its four arrays, checked.
@@ -197,6 +229,9 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("gemm", &zg::gemm_py, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("trans_a"), py::arg("trans_b"),
         py::arg("alpha"), py::arg("beta"), py::arg("bias"), py::arg("relu"),
         "out = act(alpha op(a) op(b) + beta out + bias), or None when declined");
+  m.def("dense_backward", &zg::dense_backward_py, py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("relu_output"),
+        py::arg("with_dx"), py::arg("with_dw"), py::arg("with_bias"),
+        "(dx, dw, db) of a dense layer from dy, each None unless asked; None when declined");
   m.def("adam_update", &zg::adam_update_py, py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"),
         py::arg("alpha"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
         "one Adam step in place (one per parameter, given lists); False when declined");

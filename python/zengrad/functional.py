@@ -70,11 +70,10 @@ def linear(x, w, b=None, activation=None) -> Tensor:
     y = kernels.gemm(x.data, w.data, bias=None if b is None else b.data, activation=activation)
 
     def backward(g):
-        if activation is not None:
-            g = kernels.relu_backward(g, y)
-        dx = kernels.gemm(g, w.data, trans_b=True) if x.requires_grad else None
-        dw = kernels.gemm(x.data, g, trans_a=True) if w.requires_grad else None
-        return (dx, dw) if b is None else (dx, dw, g.sum(axis=0))
+        dx, dw, db = kernels.dense_backward(g, x.data, w.data, relu_output=None if activation is None else y,
+                                            with_dx=x.requires_grad, with_dw=w.requires_grad,
+                                            with_bias=b is not None and b.requires_grad)
+        return (dx, dw) if b is None else (dx, dw, db)
 
     return Tensor._result(y, (x, w) if b is None else (x, w, b), backward)
 

@@ -24,7 +24,7 @@
 namespace zg {
 
 // The scratch buffers a thread keeps: what a call stores in one slot must not be in use in it.
-enum ScratchSlot { kSlotPackA, kSlotPackB, kSlotConv, kSlotPatchRow, kSlotPadded, kSlotAligned, kSlotCount };
+enum ScratchSlot { kSlotPackA, kSlotPackB, kSlotConv, kSlotPatchRow, kSlotPadded, kSlotAligned, kSlotGate, kSlotCount };
 
 // A 64-byte-aligned scratch buffer that only grows, one per thread and slot: packing buffers
 // are reused across calls instead of being allocated (and page-faulted) each time.

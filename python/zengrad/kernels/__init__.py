@@ -28,7 +28,7 @@ from ._backends import current_gpu as _current_gpu
 _ndarray = np.ndarray
 
 __all__ = [
-    "gemm", "conv2d", "conv2d_backward_data", "conv2d_backward_weight",
+    "gemm", "dense_backward", "conv2d", "conv2d_backward_data", "conv2d_backward_weight",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "relu", "relu_backward",
     "adam_update", "softmax_cross_entropy", "softmax_cross_entropy_backward",
     "available_backends", "get_backend", "set_backend", "use_backend", "reference",
@@ -88,6 +88,25 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, b
         args = V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta, bias, activation)
         chosen = get_matmul_precision() if precision is None else _check_precision("gemm", precision)
         return gpu.gemm(*args, chosen)
+
+
+def dense_backward(dy, x, w, *, relu_output=None, with_dx=True, with_dw=True, with_bias=False):
+    """The gradients of a dense layer y = act(x @ w + b) from dy (N, out), the gradient of y:
+    (dx (N, in), dw (in, out), db (out,)), each None unless asked (with_dx, with_dw, with_bias).
+
+    relu_output: y, when act is ReLU: dy passes only where y > 0, as through relu_backward, in
+    the same call. On the CPU one kernel computes all three; on a GPU the products follow the
+    matmul-precision setting, as gemm's."""
+    func = "dense_backward"
+    if type(dy) is _ndarray or (gpu := _gpu(func, dy)) is None:
+        backend = _current()
+        if backend.fast is not None and (
+                grads := backend.fast.dense_backward(dy, x, w, relu_output, with_dx, with_dw, with_bias)) is not None:
+            return grads
+        return backend.dense_backward(*V.dense_backward_args(func, dy, x, w, relu_output, with_dx, with_dw, with_bias))
+    with dy.device:
+        args = V.dense_backward_args(func, dy, x, w, relu_output, with_dx, with_dw, with_bias)
+        return gpu.dense_backward(*args, get_matmul_precision())
 
 
 def conv2d(x, w, b=None, *, stride=1, padding="valid", dilation=1, activation=None):

@@ -27,6 +27,10 @@ def gemm(a, b, out, trans_a, trans_b, alpha, beta, bias, relu):
     return _done("gemm", _cpu.gemm(a, b, out, trans_a, trans_b, alpha, beta, bias, relu))
 
 
+def dense_backward(dy, x, w, relu_output, with_dx, with_dw, with_bias):
+    return _done("dense_backward", _cpu.dense_backward(dy, x, w, relu_output, with_dx, with_dw, with_bias))
+
+
 def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
     if not _cpu.adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
         raise _declined("adam_update")
@@ -93,6 +97,6 @@ BACKEND = types.SimpleNamespace(
     gemm=gemm, conv2d=conv2d, conv2d_backward_data=conv2d_backward_data,
     conv2d_backward_weight=conv2d_backward_weight, max_pool2d=max_pool2d,
     max_pool2d_backward=max_pool2d_backward, avg_pool2d=avg_pool2d, avg_pool2d_backward=avg_pool2d_backward,
-    relu=relu, relu_backward=relu_backward, adam_update=adam_update,
+    relu=relu, relu_backward=relu_backward, dense_backward=dense_backward, adam_update=adam_update,
     softmax_cross_entropy=softmax_cross_entropy, softmax_cross_entropy_backward=softmax_cross_entropy_backward,
 )

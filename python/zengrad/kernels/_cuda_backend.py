@@ -178,6 +178,14 @@ def relu_backward(dy, y):
     return _relu_backward(dy, y)
 
 
+def dense_backward(dy, x, w, relu_output, with_dx, with_dw, with_bias, precision):
+    g = dy if relu_output is None else _relu_backward(dy, relu_output)
+    dx = gemm(g, w, cupy.empty((g.shape[0], x.shape[1]), g.dtype), False, True, 1.0, 0.0, None, False,
+              precision) if with_dx else None
+    dw = gemm(x, g, cupy.empty(w.shape, g.dtype), True, False, 1.0, 0.0, None, False, precision) if with_dw else None
+    return dx, dw, g.sum(axis=0) if with_bias else None
+
+
 def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
     t = param.dtype.type
     _adam(grad, t(1.0 - beta_1), t(1.0 - beta_2), t(alpha), t(epsilon), np.finfo(param.dtype).tiny, param, m, v)
@@ -187,6 +195,6 @@ BACKEND = types.SimpleNamespace(
     gemm=gemm, conv2d=conv2d, conv2d_backward_data=conv2d_backward_data,
     conv2d_backward_weight=conv2d_backward_weight, max_pool2d=max_pool2d,
     max_pool2d_backward=max_pool2d_backward, avg_pool2d=avg_pool2d, avg_pool2d_backward=avg_pool2d_backward,
-    relu=relu, relu_backward=relu_backward, adam_update=adam_update,
+    relu=relu, relu_backward=relu_backward, dense_backward=dense_backward, adam_update=adam_update,
     softmax_cross_entropy=softmax_cross_entropy, softmax_cross_entropy_backward=softmax_cross_entropy_backward,
 )

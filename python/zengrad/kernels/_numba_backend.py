@@ -227,6 +227,13 @@ def relu_backward(dy, y):
     return dx
 
 
+def dense_backward(dy, x, w, relu_output, with_dx, with_dw, with_bias):
+    g = dy if relu_output is None else relu_backward(dy, relu_output)
+    dx = gemm(g, w, np.empty((g.shape[0], x.shape[1]), g.dtype), False, True, 1.0, 0.0, None, False) if with_dx else None
+    dw = gemm(x, g, np.empty(w.shape, g.dtype), True, False, 1.0, 0.0, None, False) if with_dw else None
+    return dx, dw, g.sum(axis=0) if with_bias else None
+
+
 def adam_update(param, grad, m, v, alpha, beta_1, beta_2, epsilon):
     _threads()
     _launch(K.adam_update, param.reshape(-1), _in(grad), m.reshape(-1), v.reshape(-1), alpha, beta_1, beta_2, epsilon)
@@ -255,6 +262,6 @@ BACKEND = types.SimpleNamespace(
     gemm=gemm, conv2d=conv2d, conv2d_backward_data=conv2d_backward_data,
     conv2d_backward_weight=conv2d_backward_weight, max_pool2d=max_pool2d,
     max_pool2d_backward=max_pool2d_backward, avg_pool2d=avg_pool2d, avg_pool2d_backward=avg_pool2d_backward,
-    relu=relu, relu_backward=relu_backward, adam_update=adam_update,
+    relu=relu, relu_backward=relu_backward, dense_backward=dense_backward, adam_update=adam_update,
     softmax_cross_entropy=softmax_cross_entropy, softmax_cross_entropy_backward=softmax_cross_entropy_backward,
 )

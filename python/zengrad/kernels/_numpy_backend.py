@@ -15,6 +15,7 @@ BACKEND = types.SimpleNamespace(
     avg_pool2d_backward=R._compute_avg_pool2d_backward,
     relu=R._compute_relu,
     relu_backward=R._compute_relu_backward,
+    dense_backward=R._compute_dense_backward,
     adam_update=R._compute_adam_update,
     softmax_cross_entropy=R._compute_softmax_cross_entropy,
     softmax_cross_entropy_backward=R._compute_softmax_cross_entropy_backward,

@@ -502,12 +502,30 @@ def adam_lists(func, param, grad, m, v) -> int:
 
 
 def relu_output(func, value, dy):
-    """The output of a ReLU that a pooling's gradient `dy` passes through: like dy (shape, dtype, device)."""
+    """The output of a ReLU that the gradient `dy` passes through: like dy (shape, dtype, device)."""
     value = array(func, "relu_output", value)
     same_dtype(func, "dy", dy, relu_output=value)
     if value.shape != dy.shape:
         fail(ValueError, func, "relu_output", f"of shape {dy.shape} like 'dy'", f"shape {value.shape}")
     return value
+
+
+def dense_backward_args(func, dy, x, w, relu_output_, with_dx, with_dw, with_bias):
+    """(dy, x, w, relu_output, with_dx, with_dw, with_bias) of a dense layer's backward pass:
+    dy (N, out), x (N, in), w (in, out), relu_output None or like dy; all of one dtype and device."""
+    dy = array(func, "dy", dy, 2)
+    x = array(func, "x", x, 2)
+    w = array(func, "w", w, 2)
+    same_dtype(func, "dy", dy, x=x, w=w)
+    if x.shape[0] != dy.shape[0]:
+        fail(ValueError, func, "x", f"of {dy.shape[0]} rows like 'dy'", f"shape {x.shape}")
+    if w.shape != (x.shape[1], dy.shape[1]):
+        fail(ValueError, func, "w", f"of shape {(x.shape[1], dy.shape[1])} (x's columns, dy's columns)",
+             f"shape {w.shape}")
+    if relu_output_ is not None:
+        relu_output_ = relu_output(func, relu_output_, dy)
+    return (dy, x, w, relu_output_, flag(func, "with_dx", with_dx), flag(func, "with_dw", with_dw),
+            flag(func, "with_bias", with_bias))
 
 
 def relu_backward_args(func, dy, y):

@@ -32,6 +32,18 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, b
     return _compute_gemm(*V.gemm_args("gemm", a, b, out, trans_a, trans_b, alpha, beta, bias, activation))
 
 
+def _compute_dense_backward(dy, x, w, relu_output, with_dx, with_dw, with_bias):
+    g = dy if relu_output is None else _compute_relu_backward(dy, relu_output)
+    return (g @ w.T if with_dx else None, x.T @ g if with_dw else None, g.sum(axis=0) if with_bias else None)
+
+
+def dense_backward(dy, x, w, *, relu_output=None, with_dx=True, with_dw=True, with_bias=False):
+    """The gradients of y = act(x @ w + b) from dy (N, out): (dx (N, in), dw (in, out), db (out,)),
+    each None unless asked; through the ReLU (y = relu_output) when given."""
+    return _compute_dense_backward(*V.dense_backward_args("dense_backward", dy, x, w, relu_output, with_dx, with_dw,
+                                                          with_bias))
+
+
 # ---- convolution ----
 
 def _pad(x, g):
