@@ -441,3 +441,19 @@ def test_set_num_threads_refuses(backend, restore_num_threads, n, exc):
     with pytest.raises(exc, match=re.escape("set_num_threads(): argument 'n' must be ")):
         zg.set_num_threads(n)
     assert zg.get_num_threads() == before
+
+
+@pytest.mark.parametrize("size", [1, 256, 257, 5000])   # listed in Python, and reduced in NumPy
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int32, np.int64, np.uint64])
+def test_outside_range_of_integers(size, dtype):
+    from zengrad.kernels._validate import outside_range
+
+    values = np.arange(size, dtype=np.int64).astype(dtype) % min(10, size)
+    limit = int(values.max()) + 1
+    assert not outside_range(values, limit)
+    assert not outside_range(values.reshape(1, -1), limit)
+    assert outside_range(values, limit - 1)
+    if np.dtype(dtype).kind == "i":
+        values[size // 2] = -1
+        assert outside_range(values, 1000)
+    assert not outside_range(values[:0], 0)
