@@ -457,3 +457,20 @@ def test_outside_range_of_integers(size, dtype):
         values[size // 2] = -1
         assert outside_range(values, 1000)
     assert not outside_range(values[:0], 0)
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda x, w, b: zg.functional.linear(x, w.T), ValueError, r"linear\(\): argument 'w' must have shape \(4, out\)"),
+    (lambda x, w, b: zg.functional.linear(x[0], w), ValueError, r"linear\(\): argument 'x' must be 2-dimensional"),
+    (lambda x, w, b: zg.functional.linear(x, w, b[1:]), ValueError, r"linear\(\): argument 'b' must have shape \(3,\)"),
+    (lambda x, w, b: zg.functional.linear(x, w.astype(np.float64)), TypeError,
+     r"linear\(\): argument 'w' must be of x's dtype float32"),
+    (lambda x, w, b: zg.functional.linear(x, w, b, activation="tanh"), ValueError, r"gemm\(\): argument 'activation'"),
+    (lambda x, w, b: zg.functional.conv2d(x.reshape(1, 5, 4, 1), w.reshape(2, 2, 3, 1)), ValueError,
+     r"conv2d\(\): argument 'w'"),
+])
+def test_layer_ops_name_their_own_arguments(call, exc, message):
+    """linear() and conv2d() leave their checks to the kernels; a refusal names the op's argument."""
+    x, w, b = np.ones((5, 4), np.float32), np.ones((4, 3), np.float32), np.ones(3, np.float32)
+    with pytest.raises(exc, match=message):
+        call(x, w, b)

@@ -65,9 +65,11 @@ def linear(x, w, b=None, activation=None) -> Tensor:
     "relu" (fused into the kernel, as the bias: no pass of their own over the output)."""
     x, w = _t(x, "x", "linear"), _t(w, "w", "linear")
     b = None if b is None else _t(b, "b", "linear")
-    _same_device("linear", x=x, w=w, b=b)
-    _linear_shapes(x, w, b)
-    y = kernels.gemm(x.data, w.data, bias=None if b is None else b.data, activation=activation)
+    try:
+        y = kernels.gemm(x.data, w.data, bias=None if b is None else b.data, activation=activation)
+    except (TypeError, ValueError):  # checked by the kernel; named here where it is linear's own argument
+        _linear_checks(x, w, b)
+        raise
 
     def backward(g):
         dx, dw, db = kernels.dense_backward(g, x.data, w.data, relu_output=None if activation is None else y,
@@ -78,8 +80,10 @@ def linear(x, w, b=None, activation=None) -> Tensor:
     return Tensor._result(y, (x, w) if b is None else (x, w, b), backward)
 
 
-def _linear_shapes(x, w, b) -> None:
-    """ValueError/TypeError naming linear()'s own argument where x, w and b do not fit together."""
+def _linear_checks(x, w, b) -> None:
+    """TypeError/ValueError naming linear()'s own argument where x, w and b are on different
+    devices or do not fit together."""
+    _same_device("linear", x=x, w=w, b=b)
     if x.ndim != 2:
         raise ValueError(f"linear(): argument 'x' must be 2-dimensional (N, in), got shape {x.shape}")
     if w.ndim != 2 or w.shape[0] != x.shape[1]:
@@ -109,9 +113,12 @@ def _conv2d_forward(func, x, w, b, stride, padding, dilation, activation):
     """(x, w, b as Tensors, the geometry keywords, y) of a convolution's forward pass."""
     x, w = _t(x, "x", func), _t(w, "w", func)
     b = None if b is None else _t(b, "b", func)
-    _same_device(func, x=x, w=w, b=b)
     geometry = dict(stride=stride, padding=padding, dilation=dilation)
-    y = kernels.conv2d(x.data, w.data, None if b is None else b.data, activation=activation, **geometry)
+    try:
+        y = kernels.conv2d(x.data, w.data, None if b is None else b.data, activation=activation, **geometry)
+    except (TypeError, ValueError):  # checked by the kernel; a device mismatch named as func's
+        _same_device(func, x=x, w=w, b=b)
+        raise
     return x, w, b, geometry, y
 
 

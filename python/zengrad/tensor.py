@@ -81,10 +81,13 @@ class Tensor:
     def _result(data, parents, backward) -> "Tensor":
         """The output of an op; records the graph when a parent needs a gradient."""
         out = Tensor(data)
-        if _grad_enabled and any(p.requires_grad for p in parents):
-            out.requires_grad = True
-            out._parents = parents
-            out._backward = backward
+        if _grad_enabled:
+            for p in parents:
+                if p.requires_grad:
+                    out.requires_grad = True
+                    out._parents = parents
+                    out._backward = backward
+                    break
         return out
 
     def _lift(self, other) -> "Tensor":
@@ -179,27 +182,29 @@ class Tensor:
         # return arrays they do not keep, but may pass one on twice (x + x) or return the
         # incoming gradient itself; `handed` counts where each array went (the caller's `grad`
         # counts as seen already). An id reused after its array was freed only costs a copy.
+        # Leaves wait in a list until the walk is over, when all of their gradient is in.
         grads = {self: grad}
         handed = {id(grad): 2}
-        heap = [(-self._order, self)]
+        heap, leaves = ([], [self]) if self._backward is None else ([(-self._order, self)], [])
         while heap:
             node = heappop(heap)[1]
-            g = grads.pop(node)
-            if node._backward is None:  # a leaf
-                if node.grad is not None:
-                    node.grad = node.grad + g
-                else:
-                    node.grad = g if g.base is None and handed[id(g)] == 1 else g.copy()
-                continue
-            for parent, pg in zip(node._parents, node._backward(g)):
+            for parent, pg in zip(node._parents, node._backward(grads.pop(node))):
                 if pg is None or not parent.requires_grad:
                     continue
                 if parent in grads:
                     pg = grads[parent] + pg
+                elif parent._backward is None:
+                    leaves.append(parent)
                 else:
                     heappush(heap, (-parent._order, parent))
                 grads[parent] = pg
                 handed[id(pg)] = handed.get(id(pg), 0) + 1
+        for leaf in leaves:
+            g = grads[leaf]
+            if leaf.grad is not None:
+                leaf.grad = leaf.grad + g
+            else:
+                leaf.grad = g if g.base is None and handed[id(g)] == 1 else g.copy()
 
     # ---- arithmetic (broadcasting) ----
 

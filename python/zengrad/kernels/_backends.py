@@ -132,9 +132,10 @@ def current():
     """The backend for NumPy arrays: the current one if it runs on the CPU, else the automatic
     CPU choice. (The kernels' hot path: keep it to a lookup.)"""
     try:
-        return _cpu_loaded[get_backend()]
-    except KeyError:  # the current backend is a GPU backend
-        return _loaded[_auto_cpu()]
+        return _cpu_loaded[_scoped.get() or _default]
+    except KeyError:  # no backend chosen yet, or the current one is a GPU backend
+        name = get_backend()
+        return _cpu_loaded[name] if name in _cpu_loaded else _loaded[_auto_cpu()]
 
 
 def current_gpu(func: str):

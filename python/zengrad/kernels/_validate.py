@@ -459,14 +459,14 @@ _SMALL = 256
 
 
 def outside_range(values, limit) -> bool:
-    """Whether some of the (host) `values` lie outside [0, limit). Integers in one pass: read as
-    unsigned, a negative value is beyond any limit."""
+    """Whether some of the (host) `values` lie outside [0, limit). Signed integers in one pass
+    where the limit is within their type: read as unsigned, a negative value is beyond it."""
     if not values.size:
         return False
     if values.size <= _SMALL and values.dtype.kind in "iu":
         listed = values.ravel().tolist()
         return min(listed) < 0 or max(listed) >= limit
-    if values.dtype.kind == "i":
+    if values.dtype.kind == "i" and limit <= np.iinfo(values.dtype).max:
         return bool(values.view(values.dtype.str.replace("i", "u")).max() >= limit)
     if values.dtype.kind == "u":
         return bool(values.max() >= limit)
