@@ -137,6 +137,9 @@ CASES: list[Case] = [
     _gemm("gemm-dense/dX", 32, 1600, 128, trans_b=True),     # dY (32, 128) @ W (1600, 128)^T
     _gemm("gemm-dense/dW", 1600, 128, 32, trans_a=True),     # X (32, 1600)^T @ dY (32, 128)
     _gemm("gemm-dense/out", 32, 10, 128),                    # H (32, 128) @ W2 (128, 10)
+    # the Dense(128) layer's whole backward pass: dX and dW as above, and the bias gradient
+    Case("dense/bwd", "dense_backward", "dy 32x128, x 32x1600, w 1600x128, bias", ((32, 128), (32, 1600), (1600, 128)),
+         kwargs=dict(with_bias=True), flops=2 * 2 * 32 * 1600 * 128),
     *_conv("conv1", (32, 28, 28, 1), (3, 3, 1, 32), "valid"),
     *_conv("conv2", (32, 13, 13, 32), (3, 3, 32, 64), "valid"),
     *_conv("conv-resnet", (32, 56, 56, 64), (3, 3, 64, 64), "same"),
@@ -173,7 +176,7 @@ def contenders(case: Case, backends, peers=(), device: str = "cpu") -> list[str]
     return [*backends, *peers, *([MATMUL] if case.kernel == "gemm" else []), REFERENCE]
 
 
-PEER_KERNELS = ("gemm", "conv2d", "conv2d_backward_data", "conv2d_backward_weight")
+PEER_KERNELS = ("gemm", "dense_backward", "conv2d", "conv2d_backward_data", "conv2d_backward_weight")
 
 
 def pairs(kernel_substring: str = "", backends=None) -> list[tuple[Case, str]]:
@@ -187,6 +190,11 @@ def pairs(kernel_substring: str = "", backends=None) -> list[tuple[Case, str]]:
 
 def _nothing():
     pass
+
+
+def _as_numpy(out):
+    """A result as NumPy arrays (a tuple of them for kernels that return several)."""
+    return tuple(np.asarray(a) for a in out) if isinstance(out, tuple) else np.asarray(out)
 
 
 def _host_clock(call, number: int, sync) -> float:
@@ -206,7 +214,7 @@ class Runner:
     call: Callable[[], Any]
     scope: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     sync: Callable[[], None] = _nothing
-    to_host: Callable[[Any], np.ndarray] = np.asarray
+    to_host: Callable[[Any], Any] = _as_numpy
     clock: Callable[[Callable[[], Any], int], float] | None = None
 
     def run_once(self):
@@ -261,8 +269,13 @@ def make_runner(case: Case, contender: str, args: tuple) -> Runner:
     return Runner(contender, lambda: fn(*args, **kwargs), scope=lambda: kernels.use_backend(contender), **gpu)
 
 
-def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    """max |actual - expected| / rms(expected); inf when the shapes differ."""
+def relative_error(actual, expected) -> float:
+    """max |actual - expected| / rms(expected), the worst output's for kernels that return several
+    (tuples); inf when the shapes differ."""
+    if isinstance(expected, tuple) or isinstance(actual, tuple):
+        if not (isinstance(expected, tuple) and isinstance(actual, tuple) and len(actual) == len(expected)):
+            return math.inf
+        return max((relative_error(a, e) for a, e in zip(actual, expected)), default=0.0)
     if actual.shape != expected.shape:
         return math.inf
     e = expected.astype(np.float64)

@@ -52,6 +52,11 @@ def kernel_call(kernel: str, args: tuple, kwargs: dict):
         a = a.T if kwargs.get("trans_a") else a
         b = b.T if kwargs.get("trans_b") else b
         return (lambda: torch.mm(a, b)), (lambda t: t.numpy())
+    if kernel == "dense_backward":
+        dy, x, w = (torch.from_numpy(v) for v in args[:3])
+        with_bias = kwargs.get("with_bias", False)
+        return ((lambda: (dy @ w.T, x.T @ dy, dy.sum(0) if with_bias else None)),
+                (lambda t: tuple(None if v is None else v.numpy() for v in t)))
     nhwc = (lambda t: t.permute(0, 2, 3, 1).numpy())
     if kernel == "conv2d":
         x, w = _nchw(torch, args[0]), _oihw(torch, args[1])
