@@ -20,7 +20,7 @@ pytestmark = pytest.mark.all_simd
 DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
 
 # Just under and over every micro-kernel width (tiles up to 14 x 32, SIMD 4/8/16 lanes) and
-# cache block (K 256-384, M up to ~480).
+# cache block (K 256-768, M up to ~480).
 EDGES = [1, 5, 6, 7, 11, 12, 13, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 255, 257, 385, 481]
 
 SHAPES = (
@@ -29,6 +29,7 @@ SHAPES = (
     + [(13, n, 29) for n in EDGES]                       # N sweep
     + [(15, 33, k) for k in EDGES]                       # K sweep
     + [(15, 33, 4099), (1, 1, 4099), (14, 32, 4099), (1, 64, 4099)]   # long reductions
+    + [(13, 33, 767), (13, 33, 769), (25, 65, 1537)]     # one and two blocks of k at 768
     + [(481, 257, 385), (257, 96, 513), (29, 481, 300)]  # several blocks in every loop
 )
 

@@ -281,7 +281,7 @@ template <class T>
 void conv_in_place(const InPlaceConv<T>& a, const T* filters, long n_out, const T* bias, T* y, bool relu) {
   const InPlaceKernel<T> chosen(n_out, a.grid_w);
   const MicroKernelFn<T> kernel = chosen.fn;
-  const long MR = chosen.mr, NR = chosen.nr, KC = microkernel<T>().kc, seg = a.kw * a.c, k = a.kh * seg;
+  const long MR = chosen.mr, NR = chosen.nr, KC = k_block(microkernel<T>()), seg = a.kw * a.c, k = a.kh * seg;
   const long n_panels = (n_out + NR - 1) / NR, lda = a.sw * a.c;
   // Aligned (scratch): B's rows are the micro-kernel's vector loads, and a load across two cache
   // lines costs two (std::vector's 16-byte alignment split most of them).
@@ -853,7 +853,7 @@ void backward_weight_in_place_rows(const InPlaceConv<T>& a, const T* dy, T* dw_p
   const MicroKernelFn<T> kernel = uk.column_major_a;
   const long MR = uk.mr, NR = uk.nr, seg = a.kw * a.c, lda = a.sw * a.c, size = a.n * a.rows * a.cols * a.c;
   const long row_step = a.sh * a.cols * a.c;  // from one output row's windows to the next row's
-  const long rows_per_call = std::max(1L, (uk.kc + a.grid_w - 1) / a.grid_w);
+  const long rows_per_call = std::max(1L, (k_block(uk) + a.grid_w - 1) / a.grid_w);
   const long max_depth = rows_per_call * a.grid_w;
   T* apack = scratch<T>(kSlotPackA, (MR + NR) * max_depth);  // a copied A panel, then a copied B panel
   T* bpack = apack + MR * max_depth;

@@ -1,5 +1,7 @@
 #include "cpu_features.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
@@ -42,6 +44,17 @@ std::atomic<Simd>& current() {
 }
 
 }  // namespace
+
+long l1d_bytes() {
+  static const long bytes = [] {
+#ifdef _SC_LEVEL1_DCACHE_SIZE
+    const long reported = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+    if (reported >= (16L << 10) && reported <= (1L << 20)) return reported;
+#endif
+    return 32L << 10;
+  }();
+  return bytes;
+}
 
 const char* simd_name(Simd level) {
   switch (level) {

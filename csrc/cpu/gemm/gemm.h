@@ -151,6 +151,13 @@ struct Epilogue {
   }
 };
 
+// The depth of a block of k: the table's kc, or less where this CPU's L1 could not hold an A
+// micro-panel (mr x kc, read once per B micro-panel of a block) in three quarters of it.
+template <class T>
+long k_block(const MicroKernel<T>& uk) {
+  return std::clamp(3 * l1d_bytes() / 4 / (uk.mr * long(sizeof(T))), 64L, long(uk.kc));
+}
+
 // `table`: the micro-kernel and blocks to use (default: the SIMD level's).
 template <class T, class APacker, class BPacker>
 void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* c, long ldc, T alpha,
@@ -166,9 +173,9 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
   // Partial panels of B: read in place and stored to C directly where the table has masked kernels.
   const MaskedKernelFn<T> masked = A.layout() == PanelLayout::row_major ? uk.masked_row_major_a : uk.masked_column_major_a;
   const long MR = uk.mr, NR = uk.nr, MC = uk.mc;
-  // k in equal blocks of at most the table's KC (288 = 144 + 144, not 256 + 32: a thin last
-  // block would pay a full load and store of C for little work).
-  const long KC = (k + (k + uk.kc - 1) / uk.kc - 1) / ((k + uk.kc - 1) / uk.kc);
+  // k in equal blocks of at most k_block (800 = 400 + 400, not 768 + 32: a thin last block
+  // would pay a full load and store of C for little work).
+  const long k_max = k_block(uk), KC = (k + (k + k_max - 1) / k_max - 1) / ((k + k_max - 1) / k_max);
   const long NC = std::clamp(kPackedBBytes / (k * long(sizeof(T))) / NR * NR, NR, long(uk.nc));
   const long m_panels = (m + MR - 1) / MR, k_blocks = (k + KC - 1) / KC;
   const long b_chunk = std::max(1L, kL2BlockBytes / (KC * NR * long(sizeof(T))));

@@ -100,8 +100,12 @@ const MicroKernel<double> narrow_f64{kernel_f64_narrow<PanelLayout::column_major
 
 }  // namespace
 
+// kc 768 for floats: an A micro-panel, 12 x 768 floats (36 KiB), stays in a 48 KiB L1 while the
+// B micro-panels of its chunk stream past from L2, and C is loaded and stored once per 768 steps
+// instead of 256 (against kc 256, in C: 1024^3 7.30 -> 7.09 ms, 2048^3 59.2 -> 57.9 ms, a dense
+// layer's forward, 32 x 128 x 1600, 64 -> 55 us). k_block lowers it on CPUs with a smaller L1.
 const MicroKernel<float>& microkernel_avx512_f32() {
-  static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 12, 32, 960, 256, 4096,
+  static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 12, 32, 960, 768, 4096,
                                         kernel_f32_wide, 6, 64, &narrow_f32, nullptr, nullptr, heights<Zmm32>, 14};
   return table;
 }
