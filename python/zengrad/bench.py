@@ -194,7 +194,7 @@ def _nothing():
 
 def _as_numpy(out):
     """A result as NumPy arrays (a tuple of them for kernels that return several)."""
-    return tuple(np.asarray(a) for a in out) if isinstance(out, tuple) else np.asarray(out)
+    return tuple(None if a is None else np.asarray(a) for a in out) if isinstance(out, tuple) else np.asarray(out)
 
 
 def _host_clock(call, number: int, sync) -> float:
@@ -275,7 +275,9 @@ def relative_error(actual, expected) -> float:
     if isinstance(expected, tuple) or isinstance(actual, tuple):
         if not (isinstance(expected, tuple) and isinstance(actual, tuple) and len(actual) == len(expected)):
             return math.inf
-        return max((relative_error(a, e) for a, e in zip(actual, expected)), default=0.0)
+        if any((a is None) != (e is None) for a, e in zip(actual, expected)):
+            return math.inf
+        return max((relative_error(a, e) for a, e in zip(actual, expected) if e is not None), default=0.0)
     if actual.shape != expected.shape:
         return math.inf
     e = expected.astype(np.float64)

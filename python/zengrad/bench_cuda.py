@@ -46,7 +46,7 @@ def sync() -> None:
 
 
 def to_host(a):
-    return tuple(_device.to_host(x) for x in a) if isinstance(a, tuple) else _device.to_host(a)
+    return tuple(None if x is None else _device.to_host(x) for x in a) if isinstance(a, tuple) else _device.to_host(a)
 
 
 def event_seconds(call, number: int) -> float:

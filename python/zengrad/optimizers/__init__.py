@@ -106,7 +106,7 @@ class Optimizer:
         self._update_all([p.data for p, _ in todo], [g for _, g in todo], slots, lr)
         self.iterations += 1
         if self._kernel_checks and not self.weight_decay and len(todo) == len(params):
-            self._last = (params, slots)
+            self._last = (params.copy(), slots)   # a copy: the caller may change its list
 
     def _repeat(self, params) -> bool:
         """The update of the same parameters as the last full step, each with a gradient, straight
