@@ -30,6 +30,7 @@ SHAPES = (
     + [(15, 33, k) for k in EDGES]                       # K sweep
     + [(15, 33, 4099), (1, 1, 4099), (14, 32, 4099), (1, 64, 4099)]   # long reductions
     + [(13, 33, 767), (13, 33, 769), (25, 65, 1537)]     # one and two blocks of k at 768
+    + [(1000, 40, 800), (1201, 17, 300)]                 # over 960 rows: blocks of rows sized to L2
     + [(481, 257, 385), (257, 96, 513), (29, 481, 300)]  # several blocks in every loop
 )
 

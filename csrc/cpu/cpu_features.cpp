@@ -45,15 +45,32 @@ std::atomic<Simd>& current() {
 
 }  // namespace
 
+namespace {
+
+// sysconf's answer for `name` when it is in [lo, hi], else `fallback`.
+long cache_bytes([[maybe_unused]] int name, long lo, long hi, long fallback) {
+  const long reported = sysconf(name);
+  return reported >= lo && reported <= hi ? reported : fallback;
+}
+
+}  // namespace
+
 long l1d_bytes() {
-  static const long bytes = [] {
 #ifdef _SC_LEVEL1_DCACHE_SIZE
-    const long reported = sysconf(_SC_LEVEL1_DCACHE_SIZE);
-    if (reported >= (16L << 10) && reported <= (1L << 20)) return reported;
-#endif
-    return 32L << 10;
-  }();
+  static const long bytes = cache_bytes(_SC_LEVEL1_DCACHE_SIZE, 16L << 10, 1L << 20, 32L << 10);
   return bytes;
+#else
+  return 32L << 10;
+#endif
+}
+
+long l2_bytes() {
+#ifdef _SC_LEVEL2_CACHE_SIZE
+  static const long bytes = cache_bytes(_SC_LEVEL2_CACHE_SIZE, 128L << 10, 64L << 20, 1L << 20);
+  return bytes;
+#else
+  return 1L << 20;
+#endif
 }
 
 const char* simd_name(Simd level) {

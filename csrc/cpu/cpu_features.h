@@ -28,7 +28,9 @@ Simd simd_level();                   // the level in use: the best supported, or
 void set_simd_level(Simd level);     // throws std::invalid_argument when unsupported
 Simd parse_simd(const std::string& name);  // throws std::invalid_argument on an unknown name
 
-// The size of a core's L1 data cache in bytes (from the OS; 32 KiB where it does not say).
+// The sizes of a core's L1 data cache and of its L2 cache in bytes (from the OS; 32 KiB and
+// 1 MiB where it does not say).
 long l1d_bytes();
+long l2_bytes();
 
 }  // namespace zg

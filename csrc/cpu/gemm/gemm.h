@@ -172,24 +172,30 @@ void gemm_driver(long m, long n, long k, const APacker& A, const BPacker& B, T* 
   const MicroKernelFn<T> kernel = A.layout() == PanelLayout::row_major ? uk.row_major_a : uk.column_major_a;
   // Partial panels of B: read in place and stored to C directly where the table has masked kernels.
   const MaskedKernelFn<T> masked = A.layout() == PanelLayout::row_major ? uk.masked_row_major_a : uk.masked_column_major_a;
-  const long MR = uk.mr, NR = uk.nr, MC = uk.mc;
+  const long MR = uk.mr, NR = uk.nr;
   // k in equal blocks of at most k_block (800 = 400 + 400, not 768 + 32: a thin last block
   // would pay a full load and store of C for little work).
   const long k_max = k_block(uk), KC = (k + (k + k_max - 1) / k_max - 1) / ((k + k_max - 1) / k_max);
+  // With few rows of A (at most the table's mc: one block of rows), each element of B serves
+  // few micro-tiles and packing B would cost about as much as the product: then the micro-kernel
+  // reads A and B in place wherever it can (full panels of operands with contiguous rows); the
+  // ragged edges are still packed. A taller A has blocks of fewer rows where a packed block
+  // (MC x KC) would take more than a third of L2, beside the chunk of B that passes over it
+  // (2048^3 on a 2 MiB L2: 252 rows, not 960; 58 -> 56 ms).
+  const bool small_m = m <= uk.mc;
+  const long MC = small_m ? uk.mc
+                          : std::clamp(l2_bytes() / 3 / (KC * long(sizeof(T))) / MR * MR, long(MR), long(uk.mc));
   const long NC = std::clamp(kPackedBBytes / (k * long(sizeof(T))) / NR * NR, NR, long(uk.nc));
   const long m_panels = (m + MR - 1) / MR, k_blocks = (k + KC - 1) / KC;
   const long b_chunk = std::max(1L, kL2BlockBytes / (KC * NR * long(sizeof(T))));
   const int max_team = static_cast<int>(std::clamp(2.0 * m * n * k / kMinFlopsPerThread, 1.0, 1024.0));
   const long bpack_size = (std::min(n, NC) + NR - 1) / NR * NR * k;
   T* bpack = scratch<T>(kSlotPackB, bpack_size);
-  // With few rows of A, each element of B serves few micro-tiles and packing B would cost about
-  // as much as the product: then the micro-kernel reads A and B in place wherever it can (full
-  // panels of operands with contiguous rows); the ragged edges are still packed.
   long lda_direct = 0, ldb_direct = 0;
-  const bool small_m = m <= MC;
-  // So is A with a single panel of B: each of its elements serves one micro-tile, and packing
-  // would copy it only to read it once; and a column-major A (a transposed operand) within one
-  // block of k, whose micro-panels are then kc lines that stay in L1 for the panels of B.
+  // A is read in place with a single panel of B too: each of its elements serves one
+  // micro-tile, and packing would copy it only to read it once; and a column-major A (a
+  // transposed operand) within one block of k, whose micro-panels are then kc lines that stay
+  // in L1 for the panels of B.
   const bool a_in_place = small_m || n <= NR || (A.layout() == PanelLayout::column_major && k <= KC);
   const bool a_direct = a_in_place && A.direct(0, 0, &lda_direct) != nullptr;
   const bool b_direct = small_m && B.layout() == PanelLayout::row_major && B.direct(0, 0, &ldb_direct) != nullptr;
