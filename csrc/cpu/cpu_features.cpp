@@ -43,34 +43,28 @@ std::atomic<Simd>& current() {
   return level;
 }
 
-}  // namespace
+#ifdef _SC_LEVEL1_DCACHE_SIZE
+constexpr int kL1dName = _SC_LEVEL1_DCACHE_SIZE, kL2Name = _SC_LEVEL2_CACHE_SIZE;
+#else
+constexpr int kL1dName = -1, kL2Name = -1;  // no such query here: the fallbacks
+#endif
 
-namespace {
-
-// sysconf's answer for `name` when it is in [lo, hi], else `fallback`.
-long cache_bytes([[maybe_unused]] int name, long lo, long hi, long fallback) {
-  const long reported = sysconf(name);
+// sysconf's answer for the cache `name` when it is in [lo, hi], else `fallback`.
+long cache_bytes(int name, long lo, long hi, long fallback) {
+  const long reported = name < 0 ? -1 : sysconf(name);
   return reported >= lo && reported <= hi ? reported : fallback;
 }
 
 }  // namespace
 
 long l1d_bytes() {
-#ifdef _SC_LEVEL1_DCACHE_SIZE
-  static const long bytes = cache_bytes(_SC_LEVEL1_DCACHE_SIZE, 16L << 10, 1L << 20, 32L << 10);
+  static const long bytes = cache_bytes(kL1dName, 16L << 10, 1L << 20, 32L << 10);
   return bytes;
-#else
-  return 32L << 10;
-#endif
 }
 
 long l2_bytes() {
-#ifdef _SC_LEVEL2_CACHE_SIZE
-  static const long bytes = cache_bytes(_SC_LEVEL2_CACHE_SIZE, 128L << 10, 64L << 20, 1L << 20);
+  static const long bytes = cache_bytes(kL2Name, 128L << 10, 64L << 20, 1L << 20);
   return bytes;
-#else
-  return 1L << 20;
-#endif
 }
 
 const char* simd_name(Simd level) {
