@@ -37,7 +37,7 @@ ZG_MULTIVERSION void gate_and_sum(const T* __restrict dy, const T* __restrict y,
 template <class T>
 void dense_backward(const T* dy, const T* x, const T* w, const T* y, long n, long in, long out, T* dx, T* dw, T* db) {
   const T* g = dy;
-  if ((y && n * out > 0) || db) {
+  if (y || db) {
     T* gated = y ? scratch<T>(kSlotGate, n * out) : nullptr;
     const long blocks = (out + kColumns - 1) / kColumns;
     const long grain = std::max(1L, kGrain / std::max(1L, n * kColumns));

@@ -19,11 +19,8 @@ import numpy as np
 
 from .. import _device
 from .._device import array_module
+from ..kernels._validate import SMALL_HOST_ARRAY
 from ..tensor import Tensor
-
-# Up to this many samples, a batch's hits are counted by comparing two Python lists: in a training
-# step, right after the kernels have swept the caches, that took 6 us less than NumPy's two calls.
-_SMALL = 256
 
 __all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "SparseCategoricalAccuracy",
            "CategoricalAccuracy", "BinaryAccuracy", "sparse_categorical_accuracy",
@@ -162,7 +159,7 @@ class MeanMetricWrapper(Mean):
                 and y_pred.ndim == 2 and y_true.shape == y_pred.shape[:1]):
             # the common call, in short: the number of hits added, without a per-sample array
             predicted = y_pred.argmax(axis=1)
-            if y_true.size <= _SMALL:
+            if y_true.size <= SMALL_HOST_ARRAY:  # compared as Python lists
                 self.total += sum(p == t for p, t in zip(predicted.tolist(), y_true.tolist()))
             else:
                 self.total += int(np.count_nonzero(predicted == y_true))
