@@ -469,16 +469,28 @@ ZG_MULTIVERSION void backward_data_direct_row(const T* dy, const T* w, T* dx_row
       dx_row[iw * g.c + ci] = acc[0] + rest;
     }
 }
+// dst (count) = the sum, in order, of the `chunks` pieces src + ch * stride (count values each):
+// chunk by chunk over the whole piece, so that the adds are vector-wide (the same sums as element
+// by element).
+template <class T>
+ZG_MULTIVERSION void sum_chunks(T* __restrict dst, const T* __restrict src, long chunks, long stride, long count) {
+  for (long e = 0; e < count; ++e) dst[e] = src[e];
+  for (long ch = 1; ch < chunks; ++ch)
+    for (long e = 0; e < count; ++e) dst[e] += src[ch * stride + e];
+}
+
 // dw (size) and db (o, unless null) = the sums, in chunk order, of the chunks' partials, each
-// laid out as size + o values.
+// laid out as size + o values; in pieces of 1024 values, each summed while it stays in L1
+// (conv2's backward-weight, 8 chunks: 5% of the pass element by element).
 template <class T>
 void add_partials(const T* partial, long chunks, long size, long o, T* dw, T* db) {
-  parallel_for(size + o, 4096, [&](long begin, long end) {
-    for (long e = begin; e < end; ++e) {
-      T sum = partial[e];
-      for (long ch = 1; ch < chunks; ++ch) sum += partial[ch * (size + o) + e];
-      if (e < size) dw[e] = sum;
-      else if (db) db[e - size] = sum;
+  constexpr long kPiece = 1024;
+  parallel_for((size + o + kPiece - 1) / kPiece, 4, [&](long first, long last) {
+    for (long e0 = first * kPiece; e0 < std::min(size + o, last * kPiece); e0 += kPiece) {
+      const long e1 = std::min(size + o, e0 + kPiece);
+      if (e0 < size) sum_chunks(dw + e0, partial + e0, chunks, size + o, std::min(e1, size) - e0);
+      if (db && e1 > size) sum_chunks(db + std::max(e0 - size, 0L), partial + std::max(e0, size), chunks, size + o,
+                                      e1 - std::max(e0, size));
     }
   });
 }
