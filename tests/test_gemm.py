@@ -32,6 +32,7 @@ SHAPES = (
     + [(13, 33, 767), (13, 33, 769), (25, 65, 1537)]     # one and two blocks of k at 768
     + [(1000, 40, 800), (1201, 17, 300)]                 # over 960 rows: blocks of rows sized to L2
     + [(481, 257, 385), (257, 96, 513), (29, 481, 300)]  # several blocks in every loop
+    + [(m, 64, 29) for m in (5, 6, 7, 13, 1001)] + [(1601, 128, 32), (97, 192, 21)]  # short sums, whole 64-column panels
 )
 
 
@@ -78,7 +79,7 @@ def test_gemm_shapes(backend, rng, shape, dtype):
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (7, 13, 31), (33, 17, 65), (65, 49, 257), (13, 481, 7),
-                                   (257, 15, 385)], ids=_ids)
+                                   (257, 15, 385), (1601, 128, 32)], ids=_ids)
 @pytest.mark.parametrize("trans_b", [False, True], ids=["N", "T"])
 @pytest.mark.parametrize("trans_a", [False, True], ids=["N", "T"])
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -295,7 +296,7 @@ def guarded(values):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="guard pages through mprotect")
 @pytest.mark.parametrize("trans_a", [False, True])
-@pytest.mark.parametrize("shape", [(32, 10, 128), (48, 7, 33), (16, 1, 5)], ids=_ids)
+@pytest.mark.parametrize("shape", [(32, 10, 128), (48, 7, 33), (16, 1, 5), (13, 64, 29)], ids=_ids)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gemm_reads_no_element_past_its_operands(backend, rng, shape, trans_a, dtype):
     """Operands read in place (a narrow b, with masked loads) are read up to their last element
@@ -312,7 +313,7 @@ def test_gemm_reads_no_element_past_its_operands(backend, rng, shape, trans_a, d
 @pytest.mark.parametrize("alpha,beta,with_out", [(1.0, 0.0, False), (-0.5, 0.0, True), (0.5, 2.0, True)])
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("shape", [(1, 1, 1), (13, 10, 29), (50, 10, 300), (32, 128, 1600), (32, 1600, 128),
-                                   (5, 97, 33), (97, 65, 300), (7, 33, 0)], ids=_ids)
+                                   (5, 97, 33), (97, 65, 300), (7, 33, 0), (97, 128, 32)], ids=_ids)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gemm_bias_and_activation(backend, rng, shape, trans_a, trans_b, alpha, beta, with_out, activation, dtype):
     """act(alpha op(a) op(b) + beta out + bias) on every path of the driver (packed, in place, the

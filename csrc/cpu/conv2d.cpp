@@ -240,10 +240,10 @@ struct InPlaceKernel {
 
   InPlaceKernel(long n_out, long grid_w) {
     const MicroKernel<T>& uk = microkernel<T>();
-    const bool wide = n_out % uk.nr_wide == 0;
-    fn = wide ? uk.row_major_wide : uk.row_major_a;
-    mr = wide ? uk.mr_wide : uk.mr;
-    nr = wide ? uk.nr_wide : uk.nr;
+    const MicroKernel<T>& table = uk.wide && n_out % uk.wide->nr == 0 ? *uk.wide : uk;
+    fn = table.row_major_a;
+    mr = table.mr;
+    nr = table.nr;
     if (grid_w % mr != 0 && grid_w <= uk.max_height && uk.row_major_heights[grid_w])
       fn = uk.row_major_heights[grid_w], mr = grid_w, nr = uk.nr;
   }

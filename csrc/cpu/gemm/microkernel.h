@@ -35,14 +35,13 @@ struct MicroKernel {
   MicroKernelFn<T> column_major_a, row_major_a;
   int mr, nr;      // register block
   int mc, kc, nc;  // cache blocks: A block mc x kc (L2), B panel kc x nc (L3), B micro-panel kc x nr (L1)
-  // A row-major kernel with half the rows and twice the columns, for products whose n fills
-  // its panels (a convolution with 64 output channels): each element of A then serves twice as
-  // many columns. The first row-major kernel again where an ISA has none.
-  MicroKernelFn<T> row_major_wide;
-  int mr_wide, nr_wide;
   // For products of at most narrow->nr columns (a dense layer of 10 units), a table of narrower
   // tiles, where the first's would compute mostly padding; null where an ISA has none.
   const MicroKernel* narrow = nullptr;
+  // A table of tiles with half the rows and twice the columns, for products whose n fills its
+  // panels: each element of A serves twice as many columns and a step loads less per FMA, while
+  // B is read twice as fast. Null where an ISA has none.
+  const MicroKernel* wide = nullptr;
   // The kernels in masked form, one B vector wide; null where an ISA has no masked loads (set
   // only in AVX-512's narrow tables, whose 10-column products then use B and C in place).
   MaskedKernelFn<T> masked_column_major_a = nullptr, masked_row_major_a = nullptr;

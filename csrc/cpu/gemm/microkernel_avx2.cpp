@@ -49,13 +49,11 @@ void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, do
 }  // namespace
 
 const MicroKernel<float>& microkernel_avx2_f32() {
-  static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 6, 16, 144, 256, 4096,
-                                        kernel_f32<PanelLayout::row_major>, 6, 16};
+  static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 6, 16, 144, 256, 4096};
   return table;
 }
 const MicroKernel<double>& microkernel_avx2_f64() {
-  static const MicroKernel<double> table{kernel_f64<PanelLayout::column_major>, kernel_f64<PanelLayout::row_major>, 6, 8, 96, 256, 2048,
-                                         kernel_f64<PanelLayout::row_major>, 6, 8};
+  static const MicroKernel<double> table{kernel_f64<PanelLayout::column_major>, kernel_f64<PanelLayout::row_major>, 6, 8, 96, 256, 2048};
   return table;
 }
 

@@ -1,5 +1,5 @@
 // AVX-512F micro-kernels: 32 zmm registers hold a 12 x 32 float (12 x 16 double) accumulator
-// block (24 registers) plus the two B vectors and the A broadcast; the wide float kernel, 6 x 64,
+// block (24 registers) plus the two B vectors and the A broadcast; the wide float kernels, 6 x 64,
 // as many accumulators beside four B vectors.
 #include <immintrin.h>
 
@@ -45,9 +45,10 @@ void kernel_f32(long k, const float* a, long lda, const float* b, long ldb, floa
                 long runs, long run_step) {
   microkernel_body<Zmm32, 12, 2, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
 }
+template <PanelLayout layout>
 void kernel_f32_wide(long k, const float* a, long lda, const float* b, long ldb, float* c, long ldc, float alpha,
                      float beta, long runs, long run_step) {
-  microkernel_body<Zmm32, 6, 4, PanelLayout::row_major>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
+  microkernel_body<Zmm32, 6, 4, layout>(k, a, lda, b, ldb, c, ldc, alpha, beta, runs, run_step);
 }
 template <PanelLayout layout>
 void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, double* c, long ldc, double alpha, double beta,
@@ -92,11 +93,13 @@ void kernel_f64_masked(long k, const double* a, long lda, const double* b, long 
 }
 
 const MicroKernel<float> narrow_f32{kernel_f32_narrow<PanelLayout::column_major>, kernel_f32_narrow<PanelLayout::row_major>,
-                                    16, 16, 960, 256, 4096, kernel_f32_narrow<PanelLayout::row_major>, 16, 16, nullptr,
+                                    16, 16, 960, 256, 4096, nullptr, nullptr,
                                     kernel_f32_masked<PanelLayout::column_major>, kernel_f32_masked<PanelLayout::row_major>};
 const MicroKernel<double> narrow_f64{kernel_f64_narrow<PanelLayout::column_major>, kernel_f64_narrow<PanelLayout::row_major>,
-                                     16, 8, 480, 256, 2048, kernel_f64_narrow<PanelLayout::row_major>, 16, 8, nullptr,
+                                     16, 8, 480, 256, 2048, nullptr, nullptr,
                                      kernel_f64_masked<PanelLayout::column_major>, kernel_f64_masked<PanelLayout::row_major>};
+const MicroKernel<float> wide_f32{kernel_f32_wide<PanelLayout::column_major>, kernel_f32_wide<PanelLayout::row_major>, 6, 64,
+                                  960, 256, 4096};
 
 }  // namespace
 
@@ -106,12 +109,12 @@ const MicroKernel<double> narrow_f64{kernel_f64_narrow<PanelLayout::column_major
 // layer's forward, 32 x 128 x 1600, 64 -> 55 us). k_block lowers it on CPUs with a smaller L1.
 const MicroKernel<float>& microkernel_avx512_f32() {
   static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 12, 32, 960, 768, 4096,
-                                        kernel_f32_wide, 6, 64, &narrow_f32, nullptr, nullptr, heights<Zmm32>, 14};
+                                        &narrow_f32, &wide_f32, nullptr, nullptr, heights<Zmm32>, 14};
   return table;
 }
 const MicroKernel<double>& microkernel_avx512_f64() {
   static const MicroKernel<double> table{kernel_f64<PanelLayout::column_major>, kernel_f64<PanelLayout::row_major>, 12, 16, 480, 256, 2048,
-                                         kernel_f64<PanelLayout::row_major>, 12, 16, &narrow_f64, nullptr, nullptr, heights<Zmm64>, 14};
+                                         &narrow_f64, nullptr, nullptr, nullptr, heights<Zmm64>, 14};
   return table;
 }
 

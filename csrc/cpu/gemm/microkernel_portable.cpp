@@ -35,13 +35,11 @@ void kernel_f64(long k, const double* a, long lda, const double* b, long ldb, do
 }  // namespace
 
 const MicroKernel<float>& microkernel_portable_f32() {
-  static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 4, 8, 128, 256, 2048,
-                                        kernel_f32<PanelLayout::row_major>, 4, 8};
+  static const MicroKernel<float> table{kernel_f32<PanelLayout::column_major>, kernel_f32<PanelLayout::row_major>, 4, 8, 128, 256, 2048};
   return table;
 }
 const MicroKernel<double>& microkernel_portable_f64() {
-  static const MicroKernel<double> table{kernel_f64<PanelLayout::column_major>, kernel_f64<PanelLayout::row_major>, 4, 4, 128, 256, 2048,
-                                         kernel_f64<PanelLayout::row_major>, 4, 4};
+  static const MicroKernel<double> table{kernel_f64<PanelLayout::column_major>, kernel_f64<PanelLayout::row_major>, 4, 4, 128, 256, 2048};
   return table;
 }
 
