@@ -469,6 +469,7 @@ ZG_MULTIVERSION void backward_data_direct_row(const T* dy, const T* w, T* dx_row
       dx_row[iw * g.c + ci] = acc[0] + rest;
     }
 }
+
 // dst (count) = the sum, in order, of the `chunks` pieces src + ch * stride (count values each):
 // chunk by chunk over the whole piece, so that the adds are vector-wide (the same sums as element
 // by element).
