@@ -19,8 +19,8 @@ pytestmark = pytest.mark.all_simd
 
 DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
 
-# Just under and over every micro-kernel width (tiles up to 14 x 32, SIMD 4/8/16 lanes) and
-# cache block (K 256-768, M up to ~480).
+# Just under and over every micro-kernel width (tiles up to 14 x 32 and 6 x 64, SIMD 4/8/16
+# lanes) and cache block (K 256-768, M up to ~480).
 EDGES = [1, 5, 6, 7, 11, 12, 13, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 255, 257, 385, 481]
 
 SHAPES = (
